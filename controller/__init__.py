@@ -1,0 +1,1 @@
+"""twinloop: controller package."""

@@ -1,0 +1,1 @@
+"""twinloop: hil package."""

@@ -1,0 +1,1 @@
+"""twinloop: patient_model package."""

@@ -1,0 +1,1 @@
+"""twinloop: twinloop package."""

@@ -1,0 +1,5 @@
+import sys
+
+from twinloop.cli import main
+
+sys.exit(main())

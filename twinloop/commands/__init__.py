@@ -1,0 +1,1 @@
+"""Sub-commands of the ``twinloop`` CLI: each module has ``register(subparsers)``; the parser sets ``handler``."""
