@@ -1,0 +1,34 @@
+"""Shared pytest configuration: opt-in hardware tests and the location of the shared reference data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--hardware", action="store_true", default=False,
+                     help="run tests that need a real BlueZ adapter or serial device")
+    parser.addoption("--serial-device", default=None, help="serial device path for hardware tests")
+    parser.addoption("--ble-address", default=None, help="BLE address of a real CGM/pump for hardware tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--hardware"):
+        return
+    skip = pytest.mark.skip(reason="hardware test: pass --hardware to run")
+    for item in items:
+        if "hardware" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_reference() -> Path:
+    """Path to ../shared/reference (tests may read it; the package never does). Skips if absent."""
+    if not SHARED_REFERENCE.is_dir():
+        pytest.skip("../shared/reference not present")
+    return SHARED_REFERENCE
