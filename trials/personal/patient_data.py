@@ -1,0 +1,149 @@
+"""A patient's recorded days, as imported from Nightscout or the plain CSV layout, and the data-quality report.
+
+Times are minutes ``t_min`` from local midnight of the first day (local wall-clock time, so time-of-day schedules
+line up with the patient's day). Glucose is in mg/dL whatever the source unit. Nothing is silently dropped: every
+reading or treatment that is not used appears in :class:`DataIssue` records with the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class IssueKind(enum.Enum):
+    GAP = "gap"                       # CGM gap longer than the allowed interval
+    DUPLICATE = "duplicate"           # same timestamp twice (identical or conflicting values)
+    IMPOSSIBLE_VALUE = "impossible_value"
+    UNPARSEABLE = "unparseable"       # a row or entry that could not be read
+    UNKNOWN_EVENT = "unknown_event"   # an event type twinloop does not use (kept for the record)
+    TIME_JUMP = "time_jump"           # DST change or out-of-order timestamps
+
+
+@dataclass(frozen=True, slots=True)
+class DataIssue:
+    """One problem found in the data: what, where (t_min or row), and the raw value."""
+
+    kind: IssueKind
+    detail: str
+    t_min: float | None = None
+    source_row: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BolusEvent:
+    t_min: float
+    bolus_u: float
+
+
+@dataclass(frozen=True, slots=True)
+class TempBasalEvent:
+    t_min: float
+    rate_u_per_h: float
+    duration_min: float
+
+
+@dataclass(frozen=True, slots=True)
+class CarbEvent:
+    t_min: float
+    carbs_g: float
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Therapy profile as programmed: schedules as (minute_of_day, value) pairs, glucose values in mg/dL."""
+
+    basal_u_per_h: tuple[tuple[float, float], ...]
+    isf_mg_dl_per_u: tuple[tuple[float, float], ...]
+    carb_ratio_g_per_u: tuple[tuple[float, float], ...]
+    target_mg_dl: float = 110.0
+    timezone: str = "UTC"
+    insulin_duration_min: float = 360.0
+
+    @staticmethod
+    def _at(schedule: tuple[tuple[float, float], ...], t_min: float) -> float:
+        mod = t_min % 1440.0
+        value = schedule[0][1]
+        for start, v in schedule:
+            if start <= mod:
+                value = v
+        return value
+
+    def basal_at(self, t_min: float) -> float:
+        return self._at(self.basal_u_per_h, t_min)
+
+    def isf_at(self, t_min: float) -> float:
+        return self._at(self.isf_mg_dl_per_u, t_min)
+
+    def carb_ratio_at(self, t_min: float) -> float:
+        return self._at(self.carb_ratio_g_per_u, t_min)
+
+
+@dataclass(frozen=True)
+class PatientData:
+    """Recorded days of one patient.
+
+    Attributes:
+        cgm_t_min, cgm_mg_dl: CGM readings (sorted, de-duplicated, plausible values only).
+        boluses, temp_basals, carbs: treatments, sorted by time.
+        profile: the programmed therapy.
+        start_utc_iso: the UTC instant of t_min = 0 (local midnight of the first day).
+        issues: everything that was odd about the data, each with its reason.
+        weight_kg, total_daily_insulin_u: if known (else estimated from the data).
+    """
+
+    cgm_t_min: np.ndarray
+    cgm_mg_dl: np.ndarray
+    boluses: tuple[BolusEvent, ...]
+    temp_basals: tuple[TempBasalEvent, ...]
+    carbs: tuple[CarbEvent, ...]
+    profile: Profile
+    start_utc_iso: str = ""
+    issues: tuple[DataIssue, ...] = field(default=())
+    weight_kg: float | None = None
+
+    @property
+    def days(self) -> float:
+        if self.cgm_t_min.size == 0:
+            return 0.0
+        return float(np.ceil((self.cgm_t_min[-1] + 1.0) / 1440.0))
+
+    def insulin_u_per_min(self, n_min: int) -> np.ndarray:
+        """Per-minute delivered insulin over [0, n_min): scheduled basal overridden by temp basals, plus boluses."""
+        rate_u_per_h = np.array([self.profile.basal_at(float(t)) for t in range(n_min)])
+        for tb in self.temp_basals:
+            a = max(int(round(tb.t_min)), 0)
+            b = min(int(round(tb.t_min + tb.duration_min)), n_min)
+            if b > a:
+                rate_u_per_h[a:b] = tb.rate_u_per_h
+        u = rate_u_per_h / 60.0
+        for bolus in self.boluses:
+            i = int(np.floor(bolus.t_min))
+            if 0 <= i < n_min:
+                u[i] += bolus.bolus_u
+        return u
+
+    def carbs_g_per_min(self, n_min: int, eating_min: float = 15.0) -> np.ndarray:
+        """Per-minute carbohydrate intake over [0, n_min), each entry spread over ``eating_min`` minutes."""
+        out = np.zeros(n_min)
+        k = max(int(eating_min), 1)
+        for c in self.carbs:
+            i = int(np.floor(c.t_min))
+            j = min(i + k, n_min)
+            if 0 <= i < n_min:
+                out[i:j] += c.carbs_g / k
+        return out
+
+    def total_daily_insulin_u(self) -> float:
+        """Mean delivered insulin per day over the recorded span."""
+        n = int(self.days * 1440)
+        return float(self.insulin_u_per_min(n).sum() / max(self.days, 1.0)) if n else 0.0
+
+    def window(self, start_min: float, end_min: float) -> "PatientData":
+        """The same data restricted to [start_min, end_min), times kept on the same axis."""
+        m = (self.cgm_t_min >= start_min) & (self.cgm_t_min < end_min)
+        keep = lambda events: tuple(e for e in events if start_min <= e.t_min < end_min)  # noqa: E731
+        return PatientData(self.cgm_t_min[m], self.cgm_mg_dl[m], keep(self.boluses), keep(self.temp_basals),
+                           keep(self.carbs), self.profile, self.start_utc_iso, self.issues, self.weight_kg)
