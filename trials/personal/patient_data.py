@@ -147,3 +147,38 @@ class PatientData:
         keep = lambda events: tuple(e for e in events if start_min <= e.t_min < end_min)  # noqa: E731
         return PatientData(self.cgm_t_min[m], self.cgm_mg_dl[m], keep(self.boluses), keep(self.temp_basals),
                            keep(self.carbs), self.profile, self.start_utc_iso, self.issues, self.weight_kg)
+
+
+def write_csv(data: PatientData, folder: str, name: str = "patient") -> str:
+    """Write ``data`` in the plain CSV layout (UTC timestamps) with its profile JSON; returns the CSV path."""
+    import csv
+    import json
+    from datetime import datetime, timedelta
+    from pathlib import Path
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    start = datetime.fromisoformat(data.start_utc_iso)
+
+    def ts(t_min: float) -> str:
+        return (start + timedelta(minutes=float(t_min))).isoformat()
+
+    path = out / f"{name}.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "event", "value", "unit", "duration_min"])
+        for t, v in zip(data.cgm_t_min, data.cgm_mg_dl):
+            w.writerow([ts(t), "cgm", f"{v:.1f}", "mg/dL", ""])
+        for b in data.boluses:
+            w.writerow([ts(b.t_min), "bolus", f"{b.bolus_u:.2f}", "U", ""])
+        for c in data.carbs:
+            w.writerow([ts(c.t_min), "carbs", f"{c.carbs_g:.1f}", "g", ""])
+        for tb in data.temp_basals:
+            w.writerow([ts(tb.t_min), "temp_basal", f"{tb.rate_u_per_h:.3f}", "U/h", f"{tb.duration_min:g}"])
+    p = data.profile
+    hhmm = lambda m: f"{int(m) // 60:02d}:{int(m) % 60:02d}"  # noqa: E731
+    (out / f"{name}.profile.json").write_text(json.dumps({
+        "timezone": p.timezone, "units": "mg/dl", "target": p.target_mg_dl, "dia": p.insulin_duration_min / 60.0,
+        "basal": [[hhmm(t), v] for t, v in p.basal_u_per_h], "isf": [[hhmm(t), v] for t, v in p.isf_mg_dl_per_u],
+        "carb_ratio": [[hhmm(t), v] for t, v in p.carb_ratio_g_per_u]}, indent=1), encoding="utf-8")
+    return str(path)

@@ -1,0 +1,248 @@
+"""Fit a personal twin to a patient's data: maximum a posteriori with physiological priors, optional MCMC.
+
+The model is :mod:`patient_model.personal_twin`. Parameters are fitted in log space; the likelihood compares the
+simulated glucose with every CGM reading (Gaussian, SD ``CGM_SD_MG_DL`` for sensor noise plus model error); the prior
+is log-normal around the programmed therapy (:data:`~patient_model.personal_twin.PRIOR_MEAN`). The whole-horizon
+simulation is a CasADi graph (RK4 steps of 5 min mapped over the days), so the Jacobian is exact and cheap; the MAP
+is a bounded Gauss-Newton/trust-region solve (``scipy.optimize.least_squares``) whose status is checked.
+Uncertainty: the Laplace approximation (inverse Gauss-Newton Hessian) and, optionally, random-walk Metropolis samples
+from the posterior (seeded; proposal from the Laplace covariance).
+
+The fit refuses, with reasons, when the data cannot identify the parameters (too short, too sparse, no insulin or no
+carbs, or the data do not narrow the prior of the core parameters).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from patient_model import bergman_twin as bt
+from patient_model import personal_twin as pt
+from trials.personal.patient_data import PatientData
+
+CGM_SD_MG_DL = 15.0
+"""Likelihood SD: CGM error (~10-12 mg/dL) plus model error."""
+BURN_IN_MIN = 180.0
+"""Residuals of the first hours are ignored: the state at the start (insulin and carbs on board) is unknown."""
+MIN_DAYS = 2.0
+MIN_CGM_COVERAGE = 0.6
+LOG_BOUND = 2.5  # theta within e^-2.5 .. e^2.5 of the prior median (about x0.08 .. x12)
+
+
+class FitRefusedError(ValueError):
+    """The data cannot identify the twin's parameters. ``reasons`` lists why."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("cannot fit a twin: " + "; ".join(reasons))
+        self.reasons = reasons
+
+
+class FitFailedError(RuntimeError):
+    """The optimiser did not converge (status and message attached)."""
+
+
+@dataclass(frozen=True)
+class TwinFit:
+    """A fitted personal twin.
+
+    Attributes:
+        base: the control twin's parameters from the programmed therapy (mean basal, ISF, CR, target).
+        theta: MAP estimate of the fit parameters (natural units, order :data:`~patient_model.personal_twin.FIT_PARAM_NAMES`).
+        cov_log: Laplace covariance of log(theta).
+        samples: posterior samples of theta (natural units), shape (S, n) — empty without MCMC.
+        t0_min: start of the fitted window (absolute minutes, local); x0 its initial state.
+        rmse_mg_dl, mard_pct: goodness of fit of the fitted trace against the CGM readings used.
+        n_readings: CGM readings in the likelihood.
+        notes: what the fit reports (e.g. parameters left at their prior because the data said nothing).
+    """
+
+    base: bt.TwinParams
+    theta: np.ndarray
+    cov_log: np.ndarray
+    t0_min: float
+    x0: np.ndarray
+    rmse_mg_dl: float
+    mard_pct: float
+    n_readings: int
+    samples: np.ndarray = field(default_factory=lambda: np.zeros((0, pt.N_FIT)))
+    notes: tuple[str, ...] = ()
+    end_state: np.ndarray = field(default_factory=lambda: np.zeros(pt.N_TWIN_STATES))
+    t_end_min: float = 0.0
+
+    @property
+    def sd_log(self) -> np.ndarray:
+        return np.sqrt(np.clip(np.diag(self.cov_log), 0.0, None))
+
+    def parameter_table(self) -> list[dict[str, float | str]]:
+        """Each parameter with its MAP value and 95 % interval (from the Laplace approximation)."""
+        rows = []
+        for i, name in enumerate(pt.FIT_PARAM_NAMES):
+            v, s = float(self.theta[i]), float(self.sd_log[i])
+            rows.append({"name": name, "map": v, "low95": v * math.exp(-1.96 * s), "high95": v * math.exp(1.96 * s),
+                         "prior_median": pt.PRIOR_MEAN[i]})
+        return rows
+
+
+def _base_from(data: PatientData, weight_kg: float | None) -> bt.TwinParams:
+    prof = data.profile
+    grid = np.arange(0, 1440, 30.0)
+    basal = float(np.mean([prof.basal_at(t) for t in grid]))
+    isf = float(np.mean([prof.isf_at(t) for t in grid]))
+    cr = float(np.mean([prof.carb_ratio_at(t) for t in grid]))
+    return pt.base_twin_params(basal, isf, cr, prof.target_mg_dl, weight_kg or data.weight_kg or 70.0,
+                               max(data.total_daily_insulin_u(), 1.0))
+
+
+def check_identifiable(data: PatientData) -> list[str]:
+    """Reasons the data cannot identify the twin (empty when they can)."""
+    reasons = []
+    if data.cgm_t_min.size == 0:
+        return ["no CGM readings"]
+    span_min = float(data.cgm_t_min[-1] - data.cgm_t_min[0])
+    if span_min < MIN_DAYS * 1440:
+        reasons.append(f"only {span_min / 1440:.1f} days of CGM; at least {MIN_DAYS:g} needed")
+    coverage = data.cgm_t_min.size * 5.0 / max(span_min, 1.0)
+    if coverage < MIN_CGM_COVERAGE:
+        reasons.append(f"CGM covers {coverage:.0%} of the time; at least {MIN_CGM_COVERAGE:.0%} needed")
+    if not data.boluses:
+        reasons.append("no boluses: insulin sensitivity cannot be separated from basal glucose")
+    if not data.carbs:
+        reasons.append("no carbohydrate entries: meal parameters cannot be identified")
+    return reasons
+
+
+class _Problem:
+    """The CasADi residual function r(z) and its Jacobian for one data window (z = log theta)."""
+
+    def __init__(self, data: PatientData, base: bt.TwinParams, t0_min: float, n_steps: int,
+                 x0_glucose: float) -> None:
+        import casadi as ca
+
+        per_min = data.insulin_u_per_min(int(t0_min + n_steps * 5 + 5))[int(t0_min):]
+        self.inputs = pt.TwinInputs.from_minutes(t0_min, per_min, [(c.t_min, c.carbs_g) for c in data.carbs], n_steps)
+        self.base, self.t0_min, self.n_steps = base, t0_min, n_steps
+        self.x0_glucose = x0_glucose
+        grid_t = t0_min + pt.DT_MIN * np.arange(1, n_steps + 1)
+        # CGM readings mapped to the grid point at or after them (state after step k is at t0 + 5 (k + 1)).
+        m = (data.cgm_t_min >= t0_min + BURN_IN_MIN) & (data.cgm_t_min < grid_t[-1])
+        self.cgm_t = data.cgm_t_min[m]
+        self.cgm = data.cgm_mg_dl[m]
+        self.idx = np.clip(np.ceil((self.cgm_t - t0_min) / pt.DT_MIN).astype(int) - 1, 0, n_steps - 1)
+
+        x = ca.SX.sym("x", pt.N_TWIN_STATES)
+        d = ca.SX.sym("d", 4)      # u, effective carbs impulse (g), S, tau_m
+        q = ca.SX.sym("q", 6)      # tau_i, tau_x, gb, sg, tau_x2, frac2
+        xs = ca.vertcat(x[0], x[1], x[2], x[3], x[4] + d[1], x[5], x[6], d[2], x[8])
+        p = [base.target_mg_dl, base.basal_u_per_min, base.sx_per_u, 1.0 / q[1], q[0], d[3],
+             base.kc_mg_dl_per_g, base.disturbance_tau_min]
+        xn = pt.rk4(xs, d[0], p, [q[2], q[3], q[4], q[5]], lambda v: ca.vertcat(*v))
+        step = ca.Function("step", [x, d, q], [xn])
+        sim = step.mapaccum("sim", n_steps)
+
+        z = ca.MX.sym("z", pt.N_FIT)
+        th = ca.exp(z)
+        inp = self.inputs
+        block = pt.isf_block(t0_min + pt.DT_MIN * np.arange(n_steps))
+        s_row = ca.mtimes(ca.DM(np.eye(4)[block]), th[pt.I_ISF]).T
+        cf_row = (ca.DM(inp.carbs_g).T) * ca.mtimes(ca.DM(np.eye(4)[inp.meal_index]), th[pt.I_CF]).T
+        tau_row = ca.mtimes(ca.DM(np.eye(4)[inp.current_meal]), th[pt.I_TAU_M]).T
+        D = ca.vertcat(ca.DM(inp.insulin_u_per_min).T, cf_row, s_row, tau_row)
+        isc = base.basal_u_per_min * th[pt.I_TAU_I]
+        x0 = ca.vertcat(x0_glucose, 0, isc, isc, 0, 0, 0, 1, 0)
+        glob = pt.global_vector(th)
+        q_val = ca.vertcat(th[pt.I_TAU_I], th[pt.I_TAU_X], glob[0], glob[1], glob[2], glob[3])
+        traj = sim(x0, D, q_val)                       # 8 x K
+        g = traj[0, :].T
+        g_at = g[self.idx.tolist()]
+        prior_mu = np.log(np.array(pt.PRIOR_MEAN))
+        self.prior_mu, self.prior_sd = prior_mu, np.array(pt.PRIOR_LOG_SD)
+        r = ca.vertcat((g_at - ca.DM(self.cgm)) / CGM_SD_MG_DL, (z - ca.DM(prior_mu)) / ca.DM(self.prior_sd))
+        self.f_r = ca.Function("r", [z], [r])
+        self.f_j = ca.Function("j", [z], [ca.jacobian(r, z)])
+        self.f_traj = ca.Function("traj", [z], [traj])
+
+    def residuals(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(self.f_r(z)).ravel()
+
+    def jacobian(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(self.f_j(z))
+
+    def neg_log_post(self, z: np.ndarray) -> float:
+        r = self.residuals(z)
+        return 0.5 * float(r @ r)
+
+
+def fit_twin(data: PatientData, *, mcmc_samples: int = 0, seed: int = 0, weight_kg: float | None = None,
+             start_min: float | None = None, end_min: float | None = None) -> TwinFit:
+    """MAP fit (and optionally ``mcmc_samples`` posterior samples) of the personal twin to ``data``.
+
+    Raises:
+        FitRefusedError: the data cannot identify the parameters (reasons listed).
+        FitFailedError: the optimiser did not converge.
+    """
+    from scipy.optimize import least_squares
+
+    if start_min is not None or end_min is not None:
+        data = data.window(start_min if start_min is not None else -np.inf, end_min if end_min is not None else np.inf)
+    reasons = check_identifiable(data)
+    if reasons:
+        raise FitRefusedError(reasons)
+    base = _base_from(data, weight_kg)
+    t0 = float(np.floor(data.cgm_t_min[0] / pt.DT_MIN) * pt.DT_MIN)
+    n_steps = int(np.ceil((data.cgm_t_min[-1] - t0) / pt.DT_MIN)) + 1
+    prob = _Problem(data, base, t0, n_steps, float(data.cgm_mg_dl[0]))
+    z0 = prob.prior_mu.copy()
+    lo, hi = z0 - LOG_BOUND, z0 + LOG_BOUND
+    res = least_squares(prob.residuals, z0, jac=prob.jacobian, bounds=(lo, hi), method="trf", x_scale="jac",
+                        max_nfev=200, xtol=1e-8, ftol=1e-8)
+    if res.status <= 0 or not np.all(np.isfinite(res.x)):
+        raise FitFailedError(f"MAP optimisation failed: status {res.status}: {res.message}")
+    z = res.x
+    jac = prob.jacobian(z)
+    hess = jac.T @ jac
+    cov = np.linalg.pinv(hess)
+    sd_post = np.sqrt(np.clip(np.diag(cov), 0, None))
+    # Identifiability: the data must narrow the prior of the core parameters (overall sensitivity, basal glucose).
+    ratio = sd_post / prob.prior_sd
+    notes = []
+    core = {"insulin sensitivity": float(np.min(ratio[pt.I_ISF])), "basal glucose": float(ratio[pt.I_GB])}
+    weak = [f"{k} (posterior/prior SD {v:.2f})" for k, v in core.items() if v > 0.9]
+    if weak:
+        raise FitRefusedError([f"the data do not identify {', '.join(weak)}"])
+    for i, name in enumerate(pt.FIT_PARAM_NAMES):
+        if ratio[i] > 0.9:
+            notes.append(f"{name}: not informed by the data, prior used")
+    traj = np.asarray(prob.f_traj(z))
+    g = traj[0, prob.idx]
+    rmse = float(np.sqrt(np.mean((g - prob.cgm) ** 2)))
+    mard = float(np.mean(np.abs(g - prob.cgm) / prob.cgm) * 100.0)
+    samples = np.zeros((0, pt.N_FIT))
+    if mcmc_samples > 0:
+        samples = np.exp(_metropolis(prob, z, cov, mcmc_samples, seed, lo, hi))
+    x0 = pt.initial_state(base, np.exp(z), prob.x0_glucose)
+    return TwinFit(base, np.exp(z), cov, t0, x0, rmse, mard, int(prob.cgm.size), samples, tuple(notes),
+                   traj[:, -1].copy(), t0 + pt.DT_MIN * n_steps)
+
+
+def _metropolis(prob: _Problem, z_map: np.ndarray, cov: np.ndarray, n: int, seed: int,
+                lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Random-walk Metropolis in log space with the Laplace covariance as proposal (seeded)."""
+    rng = np.random.default_rng(seed)
+    d = z_map.size
+    chol = np.linalg.cholesky(cov * (2.38 ** 2 / d) + 1e-12 * np.eye(d))
+    burn = n // 2
+    z, lp = z_map.copy(), -prob.neg_log_post(z_map)
+    out = np.empty((n, d))
+    for i in range(n + burn):
+        prop = z + chol @ rng.standard_normal(d)
+        if np.all(prop > lo) and np.all(prop < hi):
+            lp_prop = -prob.neg_log_post(prop)
+            if math.log(rng.random()) < lp_prop - lp:
+                z, lp = prop, lp_prop
+        if i >= burn:
+            out[i - burn] = z
+    return out

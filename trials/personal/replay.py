@@ -1,0 +1,173 @@
+"""Replay a patient's recorded days on their fitted twin under another therapy.
+
+Arms:
+
+- ``recorded``: the insulin the patient really took (the fit's own reproduction of those days);
+- ``boluses xS``: the recorded basal with every recorded bolus scaled by ``S`` (open loop);
+- ``NAME`` (a controller: ``bb``, ``pid``, ``oref``, ``mpc``): closed loop on the twin, every proposal through the
+  safety supervisor, the recorded carbs announced as recorded, with the programmed settings or altered ones.
+
+The twin's glucose is the plant; the controller sees it only as CGM readings every 5 minutes (with seeded CGM-like
+noise). Every arm is run on the MAP twin and, when the twin carries posterior samples, on each sample, so the
+outcome comes with its spread.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from patient_model import personal_twin as pt
+from safety.commands import DeliveryKind, DeliveryRecord, DeliveryStatus
+from safety.readings import GlucoseReading, MealAnnouncement
+from safety.settings import AgeGroup, InsulinCurve, Schedule, ScheduleEntry, TherapySettings
+from safety.snapshot import Snapshot
+from trials.metrics import glucose_metrics
+from trials.personal.fit import TwinFit
+from trials.personal.patient_data import PatientData, Profile
+from trials.supervision import RESUME, SubjectSupervision
+
+HISTORY_MIN = 24 * 60.0
+CGM_NOISE_SD_MG_DL = 8.0
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """Multiplicative changes to the programmed settings (1.0 = unchanged)."""
+
+    basal_scale: float = 1.0
+    isf_scale: float = 1.0
+    carb_ratio_scale: float = 1.0
+    bolus_scale: float = 1.0
+
+    def label(self) -> str:
+        parts = [f"{k.replace('_scale', '')} x{v:g}" for k, v in
+                 (("basal_scale", self.basal_scale), ("isf_scale", self.isf_scale),
+                  ("carb_ratio_scale", self.carb_ratio_scale), ("bolus_scale", self.bolus_scale)) if v != 1.0]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """One arm on one twin: glucose every 5 min (mg/dL), insulin delivered (U per 5 min), metrics."""
+
+    name: str
+    t_min: np.ndarray
+    glucose_mg_dl: np.ndarray
+    insulin_u: np.ndarray
+    metrics: dict[str, float]
+
+
+def _schedule(pairs: Sequence[tuple[float, float]], scale: float = 1.0, guardrail: str | None = None) -> Schedule:
+    """A schedule from (minute, value) pairs, scaled, and brought inside its guardrail when one is named."""
+    from trials.therapy import _clip
+
+    def value(v: float) -> float:
+        return _clip(guardrail, v * scale) if guardrail else float(v) * scale
+    return Schedule(tuple(ScheduleEntry(float(t), value(v)) for t, v in pairs))
+
+
+def settings_from_profile(profile: Profile, change: SettingsChange = SettingsChange(),
+                          weight_kg: float = 70.0, tdi_u: float = 40.0) -> TherapySettings:
+    """Therapy settings (with conservative limits) from a programmed profile and optional changes, validated by the
+    safety guardrails (ISF and carb ratio are brought inside their guardrails, as a guardrailed pump would)."""
+    from safety.guardrails import validate_settings
+
+    basal = _schedule(profile.basal_u_per_h, change.basal_scale)
+    max_sched = basal.max_value
+    return validate_settings(TherapySettings(
+        basal_u_per_h=basal,
+        isf_mg_dl_per_u=_schedule(profile.isf_mg_dl_per_u, change.isf_scale, "isf_mg_dl_per_u"),
+        carb_ratio_g_per_u=_schedule(profile.carb_ratio_g_per_u, change.carb_ratio_scale, "carb_ratio_g_per_u"),
+        target_mg_dl=float(min(max(profile.target_mg_dl, 87.0), 180.0)),
+        suspend_threshold_mg_dl=70.0,
+        max_basal_u_per_h=round(max(3.0 * max_sched, 0.5), 2),
+        max_bolus_u=10.0,
+        max_iob_u=max(round(tdi_u / 4.0, 1), 2.0),
+        max_daily_u=max(2.5 * tdi_u, 20.0),
+        insulin_curve=InsulinCurve(75.0, max(profile.insulin_duration_min, 300.0)),
+        age_group=AgeGroup.ADULT,
+        weight_kg=weight_kg,
+        total_daily_insulin_u=tdi_u,
+    ))
+
+
+def _twin_step(fit: TwinFit, theta: np.ndarray, x: np.ndarray, t_min: float, insulin_u_per_min: float,
+               carbs_g: float, meal_index: int, current_meal: int) -> np.ndarray:
+    inputs = pt.TwinInputs(t_min, np.array([insulin_u_per_min]), np.array([carbs_g]), np.array([meal_index]),
+                           np.array([current_meal]))
+    return pt.simulate(fit.base, theta, inputs, x)[1]
+
+
+def _grid(data: PatientData, t0: float, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    carbs = np.zeros(n_steps)
+    meal = np.zeros(n_steps, dtype=int)
+    for c in data.carbs:
+        k = int((c.t_min - t0) // pt.DT_MIN)
+        if 0 <= k < n_steps:
+            carbs[k] += c.carbs_g
+            meal[k] = pt.meal_type(c.t_min, c.carbs_g)
+    current = np.zeros(n_steps, dtype=int)
+    last = 1
+    for k in range(n_steps):
+        last = meal[k] if carbs[k] > 0 else last
+        current[k] = last
+    return carbs, meal, current
+
+
+def open_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_steps: int, x0: np.ndarray,
+              bolus_scale: float = 1.0, name: str = "recorded") -> ArmResult:
+    """The recorded insulin (boluses scaled by ``bolus_scale``) and carbs on the twin."""
+    n_min = int(t0 + n_steps * pt.DT_MIN) + 5
+    scaled = replace(data, boluses=tuple(replace(b, bolus_u=b.bolus_u * bolus_scale) for b in data.boluses))
+    per_min = scaled.insulin_u_per_min(n_min)[int(t0):]
+    inputs = pt.TwinInputs.from_minutes(t0, per_min, [(c.t_min, c.carbs_g) for c in data.carbs], n_steps)
+    traj = pt.simulate(fit.base, theta, inputs, x0)
+    g = traj[:-1, 0]
+    return ArmResult(name, t0 + pt.DT_MIN * np.arange(n_steps), g, inputs.insulin_u_per_min * pt.DT_MIN,
+                     glucose_metrics(g))
+
+
+def closed_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_steps: int, x0: np.ndarray,
+                controller: Any, settings: TherapySettings, seed: int = 0, name: str | None = None) -> ArmResult:
+    """``controller`` (Controller protocol) doses the twin every 5 minutes through the supervisor."""
+    rng = np.random.default_rng(seed)
+    sup = SubjectSupervision([settings])
+    carbs, meal_idx, current = _grid(data, t0, n_steps)
+    meals = tuple(MealAnnouncement(c.t_min, c.carbs_g, c.t_min, entry_id=f"m{i}") for i, c in enumerate(data.carbs))
+    state = controller.initial_state(settings)
+    x = np.asarray(x0, float).copy()
+    readings: list[GlucoseReading] = []
+    deliveries: list[DeliveryRecord] = []
+    g_out = np.empty(n_steps)
+    ins_out = np.empty(n_steps)
+    temp_rate, temp_until = math.nan, -math.inf
+    for k in range(n_steps):
+        now = t0 + pt.DT_MIN * k
+        g_out[k] = x[0]
+        cgm = float(np.clip(x[0] + CGM_NOISE_SD_MG_DL * rng.standard_normal(), 40.0, 400.0))
+        readings.append(GlucoseReading(now, cgm, "twin:cgm"))
+        horizon = now - HISTORY_MIN
+        readings = [r for r in readings if r.t_min >= horizon]
+        deliveries = [d for d in deliveries if d.end_min >= horizon]
+        snap = Snapshot(now, tuple(readings), tuple(deliveries), tuple(m for m in meals if m.announced_at_min <= now
+                                                                      and m.t_min >= horizon), settings)
+        state, proposal = controller.decide(state, snap)
+        rate, bolus_u, duration = sup.step_subject(0, proposal, snap)
+        if rate == RESUME:
+            temp_rate, temp_until = math.nan, -math.inf
+        elif not math.isnan(rate):
+            temp_rate, temp_until = rate, now + duration
+        active = temp_rate if now < temp_until else settings.basal_at(now)
+        basal_u = active * pt.DT_MIN / 60.0
+        deliveries.append(DeliveryRecord("", DeliveryKind.BASAL, now, now + pt.DT_MIN, basal_u,
+                                         DeliveryStatus.CONFIRMED, active))
+        if bolus_u > 0:
+            deliveries.append(DeliveryRecord(f"b{k}", DeliveryKind.BOLUS, now, now, bolus_u, DeliveryStatus.CONFIRMED))
+        ins_out[k] = basal_u + bolus_u
+        x = _twin_step(fit, theta, x, now, (basal_u + bolus_u) / pt.DT_MIN, carbs[k], meal_idx[k], current[k])
+    return ArmResult(name or getattr(controller, "name", "controller"), t0 + pt.DT_MIN * np.arange(n_steps), g_out,
+                     ins_out, glucose_metrics(g_out))

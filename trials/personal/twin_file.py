@@ -1,0 +1,93 @@
+"""The twin file (``twin.json``): a fitted personal twin, readable by people and by ``twinloop replay``.
+
+Layout (version 1)::
+
+    {"format": "twinloop-twin", "version": 1,
+     "base": {TwinParams fields},                       # the control twin from the programmed therapy
+     "parameters": {NAME: MAP value, ...},              # patient_model.personal_twin.FIT_PARAM_NAMES
+     "interval95": {NAME: [low, high], ...},            # Laplace approximation
+     "cov_log": [[...]],                                # covariance of log(parameters)
+     "samples": [[...], ...],                           # posterior samples (MCMC), may be empty
+     "t0_min": float, "x0": [...], "t_end_min": float, "end_state": [...],
+     "fit": {"rmse_mg_dl", "mard_pct", "n_readings", "notes": [...]}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from patient_model import bergman_twin as bt
+from patient_model import personal_twin as pt
+from trials.personal.fit import TwinFit
+
+FORMAT = "twinloop-twin"
+VERSION = 1
+
+
+class TwinFileError(ValueError):
+    """A twin file that cannot be read (names the field)."""
+
+
+def to_dict(fit: TwinFit) -> dict:
+    rows = fit.parameter_table()
+    return {
+        "format": FORMAT, "version": VERSION,
+        "base": fit.base.to_dict(),
+        "parameters": {r["name"]: r["map"] for r in rows},
+        "interval95": {r["name"]: [r["low95"], r["high95"]] for r in rows},
+        "cov_log": fit.cov_log.tolist(),
+        "samples": fit.samples.tolist(),
+        "t0_min": fit.t0_min, "x0": fit.x0.tolist(), "t_end_min": fit.t_end_min, "end_state": fit.end_state.tolist(),
+        "fit": {"rmse_mg_dl": fit.rmse_mg_dl, "mard_pct": fit.mard_pct, "n_readings": fit.n_readings,
+                "notes": list(fit.notes)},
+    }
+
+
+def save(fit: TwinFit, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(to_dict(fit), indent=1), encoding="utf-8")
+    return p
+
+
+def _array(doc: dict, key: str, shape_tail: tuple[int, ...] = ()) -> np.ndarray:
+    try:
+        arr = np.asarray(doc[key], dtype=float)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TwinFileError(f"{key}: missing or not numeric ({exc})") from exc
+    if shape_tail and arr.size and arr.shape[-len(shape_tail):] != shape_tail:
+        raise TwinFileError(f"{key}: expected trailing shape {shape_tail}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise TwinFileError(f"{key}: non-finite values")
+    return arr
+
+
+def load(path: str | Path) -> TwinFit:
+    """Read a twin file; raises :class:`TwinFileError` naming what is wrong."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TwinFileError(f"{path}: cannot read ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise TwinFileError(f"{path}: not a twinloop twin file (format != {FORMAT!r})")
+    if doc.get("version") != VERSION:
+        raise TwinFileError(f"version: {doc.get('version')!r} not supported (expected {VERSION})")
+    try:
+        base = bt.TwinParams.from_dict(doc["base"])
+        theta = np.array([float(doc["parameters"][n]) for n in pt.FIT_PARAM_NAMES])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TwinFileError(f"parameters/base: missing or invalid entry ({exc})") from exc
+    if not np.all(np.isfinite(theta)) or np.any(theta <= 0):
+        raise TwinFileError("parameters: every parameter must be finite and > 0")
+    samples = _array(doc, "samples")
+    samples = samples.reshape(-1, pt.N_FIT) if samples.size else np.zeros((0, pt.N_FIT))
+    fit = doc.get("fit", {})
+    return TwinFit(base, theta, _array(doc, "cov_log", (pt.N_FIT,)), float(doc["t0_min"]),
+                   _array(doc, "x0", (pt.N_TWIN_STATES,)), float(fit.get("rmse_mg_dl", math.nan)),
+                   float(fit.get("mard_pct", math.nan)), int(fit.get("n_readings", 0)), samples,
+                   tuple(fit.get("notes", ())), _array(doc, "end_state", (pt.N_TWIN_STATES,)),
+                   float(doc.get("t_end_min", 0.0)))

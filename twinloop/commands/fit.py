@@ -1,0 +1,51 @@
+"""``twinloop fit DATA --out twin.json``: fit a personal twin to a patient's data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="fit a personal twin to a patient's data (Nightscout export or CSV)",
+                       description="Identify the twin's parameters by MAP (and optionally MCMC) from CGM, insulin "
+                                   "and carbs. See docs/twin-fit.md for the accepted data layouts.")
+    p.add_argument("data", help="Nightscout export folder/JSON or plain CSV (with its profile JSON)")
+    p.add_argument("--out", required=True, help="twin file to write (JSON)")
+    p.add_argument("--mcmc", type=int, default=0, metavar="N", help="posterior samples by MCMC (default 0: MAP only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--days", type=float, default=None, help="fit only the first DAYS days")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trials.personal.fit import FitFailedError, FitRefusedError, fit_twin
+    from trials.personal.importers import PatientDataError, load_patient_data
+    from trials.personal.twin_file import save
+
+    try:
+        data = load_patient_data(args.data)
+    except PatientDataError as exc:
+        print(f"twinloop fit: {exc}", file=sys.stderr)
+        return 2
+    for issue in data.issues:
+        where = f" at t={issue.t_min:.0f} min" if issue.t_min is not None else ""
+        row = f" (row {issue.source_row})" if issue.source_row is not None else ""
+        print(f"data issue: {issue.kind.value}{where}{row}: {issue.detail}", file=sys.stderr)
+    end = None if args.days is None else float(data.cgm_t_min[0] + args.days * 1440)
+    try:
+        fit = fit_twin(data, mcmc_samples=args.mcmc, seed=args.seed, end_min=end)
+    except FitRefusedError as exc:
+        print(f"twinloop fit: refused: {exc}", file=sys.stderr)
+        return 2
+    except FitFailedError as exc:
+        print(f"twinloop fit: {exc}", file=sys.stderr)
+        return 1
+    save(fit, args.out)
+    print(f"twin written to {args.out}: CGM RMSE {fit.rmse_mg_dl:.1f} mg/dL, MARD {fit.mard_pct:.1f} % "
+          f"over {fit.n_readings} readings; {len(data.issues)} data issue(s) reported")
+    for row in fit.parameter_table():
+        print(f"  {row['name']:32s} {row['map']:10.4g}  95% [{row['low95']:.4g}, {row['high95']:.4g}]")
+    for note in fit.notes:
+        print(f"  note: {note}")
+    return 0
