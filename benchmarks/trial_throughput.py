@@ -1,0 +1,139 @@
+"""Trial throughput: simulated patient-days per second for bb and mpc, on one core and on two workers, simglucose's
+figure on the same scenario where it is installed, and a 10,000-subject x 1-day bb trial on two workers with its
+peak memory.
+
+Prints human-readable lines, then as the LAST line one JSON object with the keys ``bb_patient_days_per_s``,
+``mpc_patient_days_per_s`` (one core), ``simglucose_patient_days_per_s`` (null if simglucose is absent),
+``workers``, ``bb_patient_days_per_s_workers``, ``mpc_patient_days_per_s_workers``, ``peak_rss_mb_10k`` and
+``seconds_10k``.
+
+    .venv/bin/python benchmarks/trial_throughput.py            # full run (the 10k trial takes minutes)
+    .venv/bin/python benchmarks/trial_throughput.py --quick    # small sizes, no 10k trial
+
+Times cover the simulation only (population generation and the CasADi solver build are done before the clock
+starts); the 10k figure is wall time of the whole trial (cohort generation, simulation, summary, no report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from trials.distributed import execute  # noqa: E402
+from trials.runner import TrialSpec, cohort, make_controller, plan, run_task, run_trial  # noqa: E402
+
+SCENARIO = "default-1day"
+
+
+def _rate(spec: TrialSpec, workers: int, out: Path) -> tuple[float, float]:
+    """(patient-days, seconds) of running every task of ``spec`` (cohort already resolved)."""
+    tasks = plan(spec, out)
+    t0 = time.perf_counter()
+    days = execute(run_task, tasks, workers=workers)
+    return days, time.perf_counter() - t0
+
+
+def bench(controller: str, cohort_spec: str, chunk: int, workers: int, tmp: Path) -> float:
+    spec = TrialSpec(cohort=cohort_spec, scenario=SCENARIO, controllers=(controller,), chunk_size=chunk,
+                     traces=False)
+    cohort(cohort_spec)
+    if controller.startswith("mpc"):
+        make_controller(controller).solver._ensure()  # build the CasADi solver before the clock starts
+    days, secs = _rate(spec, workers, tmp / f"{controller}-{workers}")
+    rate = days / secs
+    print(f"{controller:>4}: {days:7.0f} patient-days in {secs:7.2f} s on {workers} worker(s): "
+          f"{rate:8.2f} patient-days/s")
+    return rate
+
+
+def simglucose_rate() -> float | None:
+    """simglucose with its own basal-bolus controller, 1 day of one adult, patient-days/s (None if absent)."""
+    try:
+        from datetime import datetime
+
+        from simglucose.actuator.pump import InsulinPump
+        from simglucose.controller.basal_bolus_ctrller import BBController
+        from simglucose.patient.t1dpatient import T1DPatient
+        from simglucose.sensor.cgm import CGMSensor
+        from simglucose.simulation.env import T1DSimEnv
+        from simglucose.simulation.scenario import CustomScenario
+        from simglucose.simulation.sim_engine import SimObj, sim
+    except ImportError:
+        print("simglucose: not installed (figure null)")
+        return None
+    start = datetime(2026, 1, 1, 0, 0, 0)
+    scen = CustomScenario(start_time=start, scenario=[(7, 52), (12.5, 65), (18.5, 75)])  # default-1day means
+    env = T1DSimEnv(T1DPatient.withName("adult#001"), CGMSensor.withName("Dexcom", seed=1),
+                    InsulinPump.withName("Insulet"), scen)
+    from datetime import timedelta
+
+    with tempfile.TemporaryDirectory() as d:
+        obj = SimObj(env, BBController(), timedelta(days=1), animate=False, path=d)
+        t0 = time.perf_counter()
+        sim(obj)
+        secs = time.perf_counter() - t0
+    print(f"simglucose (its BBController, 1 patient-day): {secs:.1f} s -> {1 / secs:.3f} patient-days/s")
+    return 1.0 / secs
+
+
+def peak_rss_mb() -> float:
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(self_kb, child_kb) / 1024.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes and no 10k trial")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--bb-subjects", type=int, default=None)
+    ap.add_argument("--mpc-subjects", type=int, default=None)
+    ap.add_argument("--big", type=int, default=10_000, help="subjects of the memory run (0 = skip)")
+    args = ap.parse_args(argv)
+    n_bb = args.bb_subjects or (300 if args.quick else 1000)
+    n_mpc = args.mpc_subjects or (2 if args.quick else 4)
+    big = 0 if args.quick else args.big
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; scenario {SCENARIO}, 1 day")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        bb_pop = f"population:{n_bb}:1"
+        bb1 = bench("bb", bb_pop, n_bb, 1, tmp)
+        bbw = bench("bb", bb_pop, max(1, n_bb // args.workers), args.workers, tmp)
+        mpc_cohort = ",".join(f"adult#00{i}" for i in range(1, n_mpc + 1))
+        mpc1 = bench("mpc", mpc_cohort, n_mpc, 1, tmp)
+        mpcw = bench("mpc", mpc_cohort, max(1, n_mpc // args.workers), args.workers, tmp)
+        sg = simglucose_rate()
+        if sg:
+            print(f"ratio bb / simglucose: {bb1 / sg:,.0f} x; mpc / simglucose: {mpc1 / sg:,.1f} x")
+        rss, secs_big = None, None
+        if big:
+            t0 = time.perf_counter()
+            out = run_trial(TrialSpec(cohort=f"population:{big}:2", scenario=SCENARIO, controllers=("bb",)),
+                            tmp / "big", workers=args.workers, progress=False, report=False)
+            secs_big = time.perf_counter() - t0
+            rss = peak_rss_mb()
+            print(f"{big} subjects x 1 day bb on {args.workers} workers: {secs_big:.1f} s wall "
+                  f"({out.timings['simulate_s']:.1f} s until every chunk was on disk), peak RSS {rss:.0f} MB")
+    print(json.dumps({
+        "bb_patient_days_per_s": round(bb1, 2),
+        "mpc_patient_days_per_s": round(mpc1, 3),
+        "simglucose_patient_days_per_s": None if sg is None else round(sg, 4),
+        "workers": args.workers,
+        "bb_patient_days_per_s_workers": round(bbw, 2),
+        "mpc_patient_days_per_s_workers": round(mpcw, 3),
+        "peak_rss_mb_10k": None if rss is None else round(rss, 1),
+        "seconds_10k": None if secs_big is None else round(secs_big, 1),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

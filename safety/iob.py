@@ -1,0 +1,154 @@
+"""Insulin on board and insulin activity with the exponential insulin model (oref0 / Loop).
+
+With peak time ``tp`` and duration ``td`` (minutes)::
+
+    tau = tp (1 - tp/td) / (1 - 2 tp/td);   a = 2 tau / td;   S = 1 / (1 - a + (1 + a) exp(-td/tau))
+    activity(t) = S / tau^2 * t (1 - t/td) exp(-t/tau)                      [fraction of the dose per minute]
+    IOB(t) = 1 - S (1 - a) [ (t^2 / (tau td (1 - a)) - t/tau - 1) exp(-t/tau) + 1 ]   [fraction remaining]
+
+so ``IOB(0) = 1``, ``IOB(td) = 0`` and activity integrates to 1 over ``[0, td]``.
+
+How deliveries are counted (see :func:`insulin_on_board_u`):
+
+- records are grouped by ``command_id``: a CONFIRMED record wins; a FAILED one means nothing was delivered;
+  otherwise the command is pending (COMMANDED or UNCERTAIN) and is counted as fully delivered when
+  ``include_uncertain`` (the worst case for the IOB and daily caps). Records with an empty ``command_id`` (the
+  pump's own history) count one by one.
+- a basal record counts relative to the scheduled basal: ``(rate - scheduled) * dt``, so a zero temp gives negative
+  IOB; time not covered by any basal record is assumed to be scheduled basal (net zero). A later CONFIRMED basal
+  record ends an earlier one (the pump replaces a running temp basal); pending ones end nothing (worst case).
+- only insulin delivered up to ``now_min`` counts; basal is integrated in slices of at most 5 minutes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from safety.commands import DeliveryKind, DeliveryRecord, DeliveryStatus
+from safety.deliveries import effective_deliveries, pending_deliveries
+from safety.settings import InsulinCurve, TherapySettings
+
+__all__ = ["iob_fraction", "activity_fraction_per_min", "insulin_on_board_u", "insulin_activity_u_per_min",
+           "delivered_last_24h_u", "pending_deliveries", "effective_deliveries", "active_basal_rate_u_per_h"]
+
+_SLICE_MIN = 5.0
+_DAY_MIN = 1440.0
+
+
+def _params(curve: InsulinCurve) -> tuple[float, float, float, float]:
+    tp, td = float(curve.peak_min), float(curve.duration_min)
+    if not (0.0 < tp < td / 2.0):
+        raise ValueError(f"insulin curve needs 0 < peak_min < duration_min/2, got peak={tp} duration={td}")
+    tau = tp * (1.0 - tp / td) / (1.0 - 2.0 * tp / td)
+    a = 2.0 * tau / td
+    s = 1.0 / (1.0 - a + (1.0 + a) * math.exp(-td / tau))
+    return td, tau, a, s
+
+
+def iob_fraction(t_min, curve: InsulinCurve):
+    """Fraction of a dose still on board ``t_min`` minutes after it was given (1 for t <= 0, 0 for t >= td)."""
+    td, tau, a, s = _params(curve)
+    t = np.clip(np.asarray(t_min, dtype=float), 0.0, td)
+    iob = 1.0 - s * (1.0 - a) * ((t * t / (tau * td * (1.0 - a)) - t / tau - 1.0) * np.exp(-t / tau) + 1.0)
+    iob = np.where(t >= td, 0.0, np.clip(iob, 0.0, 1.0))
+    return float(iob) if np.ndim(iob) == 0 else iob
+
+
+def activity_fraction_per_min(t_min, curve: InsulinCurve):
+    """Fraction of a dose acting per minute ``t_min`` minutes after it was given (0 outside [0, td])."""
+    td, tau, _, s = _params(curve)
+    t = np.asarray(t_min, dtype=float)
+    act = np.where((t >= 0.0) & (t <= td), s / (tau * tau) * t * (1.0 - t / td) * np.exp(-t / tau), 0.0)
+    return float(act) if np.ndim(act) == 0 else act
+
+
+def _impulses(deliveries: Sequence[DeliveryRecord], settings: TherapySettings, now_min: float, since_min: float,
+              include_uncertain: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(times, amounts) of point doses equivalent to the deliveries in [since_min, now_min]; basal net of schedule."""
+    records = [r for r in effective_deliveries(deliveries)
+               if include_uncertain or r.status is DeliveryStatus.CONFIRMED]
+    basal = sorted((r for r in records if r.kind is DeliveryKind.BASAL), key=lambda r: r.start_min)
+    confirmed_starts = sorted(r.start_min for r in basal if r.status is DeliveryStatus.CONFIRMED)
+    times: list[float] = []
+    amounts: list[float] = []
+    for r in records:
+        if r.kind is DeliveryKind.BOLUS:
+            if r.end_min > r.start_min:  # extended bolus: spread evenly
+                _spread(times, amounts, r.start_min, r.end_min, r.amount_u / (r.end_min - r.start_min), None,
+                        settings, since_min, now_min)
+            elif since_min <= r.start_min <= now_min:
+                times.append(r.start_min)
+                amounts.append(r.amount_u)
+    for r in basal:
+        end = r.end_min
+        for s in confirmed_starts:  # a later confirmed basal record replaces this one
+            if s > r.start_min:
+                end = min(end, s)
+                break
+        if end <= r.start_min:
+            continue
+        rate_u_per_min = r.amount_u / (r.end_min - r.start_min) if r.end_min > r.start_min else 0.0
+        _spread(times, amounts, r.start_min, end, rate_u_per_min, r, settings, since_min, now_min)
+    return np.asarray(times, dtype=float), np.asarray(amounts, dtype=float)
+
+
+def _spread(times: list[float], amounts: list[float], start: float, end: float, rate_u_per_min: float,
+            basal: DeliveryRecord | None, settings: TherapySettings, since_min: float, now_min: float) -> None:
+    lo, hi = max(start, since_min), min(end, now_min)
+    if hi <= lo:
+        return
+    n = max(1, math.ceil((hi - lo) / _SLICE_MIN - 1e-9))
+    dt = (hi - lo) / n
+    for k in range(n):
+        mid = lo + (k + 0.5) * dt
+        net = rate_u_per_min - (settings.basal_at(mid) / 60.0 if basal is not None else 0.0)
+        times.append(mid)
+        amounts.append(net * dt)
+
+
+def insulin_on_board_u(deliveries: Sequence[DeliveryRecord], settings: TherapySettings, now_min: float,
+                       include_uncertain: bool = True) -> float:
+    """Insulin on board (U) at ``now_min``: boluses plus basal relative to the scheduled basal (may be negative).
+
+    Uncertain and commanded-but-unconfirmed deliveries count as delivered when ``include_uncertain`` (worst case for
+    the IOB cap).
+    """
+    td = settings.insulin_curve.duration_min
+    t, u = _impulses(deliveries, settings, now_min, now_min - td, include_uncertain)
+    if t.size == 0:
+        return 0.0
+    return float(np.sum(u * iob_fraction(now_min - t, settings.insulin_curve)))
+
+
+def insulin_activity_u_per_min(deliveries: Sequence[DeliveryRecord], settings: TherapySettings,
+                               now_min: float, include_uncertain: bool = True) -> float:
+    """Insulin acting now (U/min), same counting as :func:`insulin_on_board_u`."""
+    td = settings.insulin_curve.duration_min
+    t, u = _impulses(deliveries, settings, now_min, now_min - td, include_uncertain)
+    if t.size == 0:
+        return 0.0
+    return float(np.sum(u * activity_fraction_per_min(now_min - t, settings.insulin_curve)))
+
+
+def delivered_last_24h_u(deliveries: Sequence[DeliveryRecord], settings: TherapySettings, now_min: float) -> float:
+    """Insulin delivered over ``(now - 24 h, now]`` (U): the scheduled daily basal plus the net of recorded basal
+    against the schedule plus boluses; uncertain deliveries count as delivered (worst case for the daily cap)."""
+    t, u = _impulses(deliveries, settings, now_min, now_min - _DAY_MIN, True)
+    return float(settings.basal_u_per_h.daily_total() + (np.sum(u) if t.size else 0.0))
+
+
+def active_basal_rate_u_per_h(deliveries: Sequence[DeliveryRecord], now_min: float) -> float | None:
+    """Rate of the latest-starting non-failed basal record that covers ``now_min`` (None when none does)."""
+    active = None
+    for r in effective_deliveries(deliveries):
+        if r.kind is DeliveryKind.BASAL and r.start_min <= now_min < r.end_min:
+            if active is None or r.start_min >= active.start_min:
+                active = r
+    if active is None:
+        return None
+    if active.rate_u_per_h is not None:
+        return float(active.rate_u_per_h)
+    return active.amount_u * 60.0 / (active.end_min - active.start_min)

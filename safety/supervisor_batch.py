@@ -1,0 +1,222 @@
+"""The supervisor's rules over a whole cohort at once (numpy arrays, one row per subject).
+
+Same rules and constants (:mod:`safety.limits`) as :func:`safety.supervisor.supervise`; a hypothesis test checks
+that both agree subject by subject. Covered here: CGM gating, low-glucose suspend (measured, predicted, held), the
+CGM-loss revert, every cap, the temp basal duration, rounding, the automatic-bolus fraction and interval. Not covered
+(handle per subject with :func:`supervise` when they occur; a trial's virtual pump confirms every command): settings
+validation, pump gating, uncertain deliveries, controller errors, stale proposals, clock jumps, meal duplicates.
+
+Encoding: a proposed rate of NaN means "no basal command"; an approved rate of NaN means "no basal command",
+0 means Suspend (or a zero temp), the scheduled rate after a revert means Resume. Readings windows are (N, K),
+oldest -> newest along K; a missing entry has NaN time; present entries must be in ascending time order and cover
+at least the last 60 min (:data:`safety.limits.CGM_LOOKBACK_MIN`) for the result to equal the scalar supervisor's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from safety import limits as L
+from safety.settings import TherapySettings
+from safety.supervisor import REASON_BIT, Reason
+
+__all__ = ["BatchVerdict", "supervise_batch", "cohort_settings"]
+
+_B = {r: np.int64(bit) for r, bit in REASON_BIT.items()}
+
+
+@dataclass(frozen=True)
+class BatchVerdict:
+    """Approved rate (U/h, NaN = no basal command), bolus (U), reason bitmask (see
+    :func:`safety.supervisor.reasons_from_mask`) and the next state, all shape (N,)."""
+
+    rate_u_per_h: np.ndarray
+    bolus_u: np.ndarray
+    reasons: np.ndarray
+    lgs_active: np.ndarray
+    last_valid_reading_min: np.ndarray
+    last_auto_bolus_min: np.ndarray
+
+
+def cohort_settings(settings: Sequence[TherapySettings], now_min: float | Sequence[float]) -> dict[str, np.ndarray]:
+    """Per-subject setting arrays for :func:`supervise_batch` (keyword arguments) at ``now_min``."""
+    now = np.broadcast_to(np.asarray(now_min, dtype=float), (len(settings),))
+    col = lambda f: np.array([f(s, t) for s, t in zip(settings, now)], dtype=float)  # noqa: E731
+    return {
+        "scheduled_basal_u_per_h": col(lambda s, t: s.basal_at(t)),
+        "max_scheduled_basal_u_per_h": col(lambda s, t: s.basal_u_per_h.max_value),
+        "max_basal_u_per_h": col(lambda s, t: s.max_basal_u_per_h),
+        "max_bolus_u": col(lambda s, t: s.max_bolus_u),
+        "max_iob_u": col(lambda s, t: s.max_iob_u),
+        "max_daily_u": col(lambda s, t: s.max_daily_u),
+        "target_mg_dl": col(lambda s, t: s.target_mg_dl),
+        "isf_mg_dl_per_u": col(lambda s, t: s.isf_at(t)),
+        "suspend_threshold_mg_dl": col(lambda s, t: s.suspend_threshold_mg_dl),
+        "basal_increment_u_per_h": col(lambda s, t: s.basal_increment_u_per_h),
+        "bolus_increment_u": col(lambda s, t: s.bolus_increment_u),
+    }
+
+
+def _col(x, n: int, dtype=float) -> np.ndarray:
+    return np.broadcast_to(np.asarray(x, dtype=dtype), (n,)).copy()
+
+
+def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_min, glucose_status=None,
+                    iob_u, delivered_24h_u, lgs_active, scheduled_basal_u_per_h, max_scheduled_basal_u_per_h,
+                    max_basal_u_per_h, max_bolus_u, max_iob_u, max_daily_u, target_mg_dl, isf_mg_dl_per_u,
+                    suspend_threshold_mg_dl, basal_increment_u_per_h=0.05, bolus_increment_u=0.05, duration_min=30.0,
+                    bolus_automatic=True, last_valid_reading_min=None, last_auto_bolus_min=None,
+                    active_rate_u_per_h=None) -> BatchVerdict:
+    """Supervise N subjects at once (module docstring for the encoding). All per-subject inputs broadcast to (N,)."""
+    g = np.atleast_2d(np.asarray(glucose_mg_dl, dtype=float))
+    t = np.atleast_2d(np.asarray(glucose_t_min, dtype=float))
+    n, k_len = g.shape
+    st = np.zeros((n, k_len), np.int64) if glucose_status is None else np.asarray(glucose_status, np.int64)
+    now = _col(now_min, n)
+    thr = _col(suspend_threshold_mg_dl, n)
+    sched = _col(scheduled_basal_u_per_h, n)
+    iob = _col(iob_u, n)
+    total24 = _col(delivered_24h_u, n)
+    nan = np.full(n, np.nan)
+    prior_valid = nan.copy() if last_valid_reading_min is None else _col(last_valid_reading_min, n)
+    last_auto = nan.copy() if last_auto_bolus_min is None else _col(last_auto_bolus_min, n)
+    reasons = np.zeros(n, np.int64)
+
+    def flag(mask, reason: Reason) -> None:
+        nonlocal reasons
+        reasons = reasons | np.where(mask, _B[reason], np.int64(0))
+
+    # ---- CGM gate (mirrors safety.cgm_gate.assess_cgm; sums in the same order)
+    present = np.isfinite(t)
+    pp_t, pp_g, pp_s = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, np.int64)
+    for k in range(k_len):  # an exact repeat of the previous present reading is one reading
+        repeat = present[:, k] & (t[:, k] == pp_t) & (g[:, k] == pp_g) & (st[:, k] == pp_s)
+        p = present[:, k]
+        pp_t, pp_g, pp_s = np.where(p, t[:, k], pp_t), np.where(p, g[:, k], pp_g), np.where(p, st[:, k], pp_s)
+        present[:, k] = p & ~repeat
+    with np.errstate(invalid="ignore"):
+        flag(np.any(present & (t > now[:, None] + L.CGM_FUTURE_TOLERANCE_MIN), axis=1), Reason.CGM_FUTURE)
+        cons = present & (t >= now[:, None] - L.CGM_LOOKBACK_MIN) & (t <= now[:, None] + L.CGM_FUTURE_TOLERANCE_MIN)
+        vok = cons & L.value_ok(g, st)
+        recent = cons & (t >= now[:, None] - L.CGM_CHECK_WINDOW_MIN)
+        rvalid = vok & recent
+        low_now = np.where(np.isfinite(g), g < thr[:, None], True)
+        lms = cons & (t >= now[:, None] - L.CGM_STALE_MIN) & (np.isfinite(g) | ((st & L.BELOW_RANGE_STATUS) != 0))
+
+    has_cons = np.zeros(n, bool)
+    last_ok = np.zeros(n, bool)
+    lv_t, lv_g = nan.copy(), nan.copy()
+    dup = np.zeros(n, bool)
+    rate_bad = np.zeros(n, bool)
+    last_usable = nan.copy()
+    p_t, p_g, have_p = nan.copy(), nan.copy(), np.zeros(n, bool)  # previous recent reading
+    q_t, q_g, have_q = nan.copy(), nan.copy(), np.zeros(n, bool)  # previous recent valid reading
+    cnt, s_t, s_g = np.zeros(n), np.zeros(n), np.zeros(n)
+    first_rt = nan.copy()
+    for k in range(k_len):
+        tk, gk = t[:, k], g[:, k]
+        c, v, r, rv = cons[:, k], vok[:, k], recent[:, k], rvalid[:, k]
+        has_cons |= c
+        last_ok = np.where(c, v, last_ok)
+        lv_t, lv_g = np.where(v, tk, lv_t), np.where(v, gk, lv_g)
+        with np.errstate(invalid="ignore"):
+            differ = ~((p_g == gk) | (np.isnan(p_g) & np.isnan(gk)))
+            dup |= r & have_p & (tk - p_t < L.CGM_DUPLICATE_WINDOW_MIN) & differ
+            rate_bad |= rv & have_q & (np.abs(gk - q_g) > L.CGM_MAX_RATE_MG_DL_PER_MIN
+                                       * np.maximum(tk - q_t, L.CGM_RATE_MIN_DT_MIN))
+        p_t, p_g, have_p = np.where(r, tk, p_t), np.where(r, gk, p_g), have_p | r
+        q_t, q_g, have_q = np.where(rv, tk, q_t), np.where(rv, gk, q_g), have_q | rv
+        last_usable = np.where(lms[:, k], tk, last_usable)
+        cnt = np.where(rv, cnt + 1.0, cnt)
+        s_t, s_g = np.where(rv, s_t + tk, s_t), np.where(rv, s_g + gk, s_g)
+        first_rt = np.where(rv & np.isnan(first_rt), tk, first_rt)
+    with np.errstate(invalid="ignore"):
+        low_measured = np.any(lms & low_now & (t >= (last_usable - L.CGM_DUPLICATE_WINDOW_MIN)[:, None]), axis=1)
+    flag(has_cons & ~last_ok, Reason.CGM_INVALID_VALUE)
+    stale = np.isnan(lv_t) | (now - lv_t > L.CGM_STALE_MIN)
+    flag(stale, Reason.CGM_STALE)
+    flag(dup, Reason.CGM_DUPLICATE)
+    flag(rate_bad, Reason.CGM_RATE_IMPOSSIBLE)
+    with np.errstate(invalid="ignore"):
+        t_break = np.max(np.where(vok & (g != lv_g[:, None]), t, -np.inf), axis=1, initial=-np.inf)
+        flat = ~np.isnan(lv_t) & np.any(vok & (g == lv_g[:, None]) & (t > t_break[:, None])
+                                        & (t <= (lv_t - L.CGM_FLAT_MIN)[:, None]), axis=1)
+    flag(flat, Reason.CGM_FLAT)
+    no_inc = reasons != 0  # only CGM flags are set so far
+
+    # ---- the supervisor's own prediction
+    have_reg = (cnt >= L.LGS_MIN_READINGS) & (q_t - first_rt >= L.LGS_MIN_SPAN_MIN)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mt, mg = s_t / cnt, s_g / cnt
+        sxy, sxx = np.zeros(n), np.zeros(n)
+        for k in range(k_len):
+            rv = rvalid[:, k]
+            dt = t[:, k] - mt
+            sxy = np.where(rv, sxy + dt * (g[:, k] - mg), sxy)
+            sxx = np.where(rv, sxx + dt * dt, sxx)
+        slope = np.where(have_reg, sxy / sxx, np.nan)
+        pred = np.minimum(mg + slope * (now - mt), mg + slope * (now + L.LGS_HORIZON_MIN - mt))
+        low_pred = have_reg & (pred < thr)
+
+    # ---- low-glucose suspend and CGM-loss revert
+    prior_valid = np.where(prior_valid > now + L.CGM_FUTURE_TOLERANCE_MIN, np.nan, prior_valid)
+    last_valid = np.fmax(prior_valid, lv_t)
+    with np.errstate(invalid="ignore"):
+        revert = np.isnan(last_valid) | (now - last_valid >= L.CGM_LOSS_REVERT_MIN)
+        resume_ok = ~stale & ~np.isnan(lv_g) & (lv_g >= thr) & have_reg & (slope > 0.0)
+    hold = _col(lgs_active, n, bool) & ~resume_ok & ~revert
+    lgs = low_measured | low_pred | hold
+    flag(low_measured, Reason.LGS_MEASURED)
+    flag(low_pred, Reason.LGS_PREDICTED)
+    flag(hold & ~low_measured & ~low_pred, Reason.LGS_HOLD)
+
+    # ---- bolus
+    b = _col(bolus_u, n)
+    auto = _col(bolus_automatic, n, bool)
+    with np.errstate(invalid="ignore"):
+        eligible = (b > 0.0) & ~lgs & ~(auto & (no_inc | revert))
+        too_soon = eligible & auto & ~np.isnan(last_auto) & (now - last_auto < L.AUTO_BOLUS_MIN_INTERVAL_MIN)
+    flag(too_soon, Reason.AUTO_BOLUS_TOO_SOON)
+    eligible &= ~too_soon
+
+    def cap(v, limit, reason: Reason, active):
+        hit = active & (limit < v)
+        flag(hit, reason)
+        return np.where(hit, limit, v)
+
+    v = cap(b, _col(max_bolus_u, n), Reason.CAP_MAX_BOLUS, eligible)
+    with np.errstate(invalid="ignore"):
+        need = L.need_u(lv_g, _col(target_mg_dl, n), _col(isf_mg_dl_per_u, n), iob)
+        v = cap(v, L.AUTO_BOLUS_FRACTION * np.maximum(0.0, need), Reason.CAP_AUTO_BOLUS_FRACTION, eligible & auto)
+    v = cap(v, np.maximum(0.0, _col(max_iob_u, n) - iob), Reason.CAP_MAX_IOB, eligible)
+    v = cap(v, np.maximum(0.0, _col(max_daily_u, n) - total24), Reason.CAP_MAX_DAILY, eligible)
+    v = cap(v, L.round_down(np.where(eligible, v, 0.0), _col(bolus_increment_u, n)), Reason.ROUNDED_DOWN, eligible)
+    bolus = np.where(eligible, v, 0.0)
+    last_auto = np.where(auto & (bolus > 0.0), now, last_auto)
+
+    # ---- basal
+    r = _col(rate_u_per_h, n)
+    dur = _col(duration_min, n)
+    active_rate = nan if active_rate_u_per_h is None else _col(active_rate_u_per_h, n)
+    none = np.isnan(r)
+    with np.errstate(invalid="ignore"):
+        cancel_high = ~lgs & ~revert & none & no_inc & (active_rate > sched)
+        temp = ~lgs & ~revert & ~none
+    flag(~lgs & revert, Reason.CGM_LOSS_REVERT)
+    flag(cancel_high, Reason.HIGH_TEMP_CANCELLED)
+    dur = cap(dur, np.full(n, L.TEMP_BASAL_MAX_DURATION_MIN), Reason.TEMP_BASAL_DURATION, temp)
+    flag(temp & (r < 0.0), Reason.INVALID_PROPOSAL)
+    v = np.where(temp & (r < 0.0), 0.0, r)
+    v = cap(v, _col(max_basal_u_per_h, n), Reason.CAP_MAX_BASAL, temp)
+    v = cap(v, L.MAX_BASAL_X_CURRENT_SCHEDULED * sched, Reason.CAP_4X_SCHEDULED, temp)
+    v = cap(v, L.MAX_BASAL_X_MAX_SCHEDULED * _col(max_scheduled_basal_u_per_h, n), Reason.CAP_3X_MAX_DAILY, temp)
+    with np.errstate(invalid="ignore"):
+        v = np.where(temp & no_inc & (v > sched), sched, v)
+    v = cap(v, sched + np.maximum(0.0, _col(max_iob_u, n) - iob - bolus) * 60.0 / dur, Reason.CAP_MAX_IOB, temp)
+    v = cap(v, np.maximum(0.0, _col(max_daily_u, n) - total24 - bolus) * 60.0 / dur, Reason.CAP_MAX_DAILY, temp)
+    v = cap(v, L.round_down(np.where(temp, v, 0.0), _col(basal_increment_u_per_h, n)), Reason.ROUNDED_DOWN, temp)
+    rate = np.where(lgs, 0.0, np.where(revert | cancel_high, sched, np.where(temp, v, np.nan)))
+    return BatchVerdict(rate, bolus, reasons, lgs, last_valid, last_auto)

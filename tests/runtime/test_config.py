@@ -1,0 +1,93 @@
+"""Board configuration: a valid file loads; every error names its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twinloop.runtime import config as cfgmod
+from twinloop.runtime.config import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "board.example.toml"
+
+VALID = """
+[devices.cgm]
+transport = "serial"
+url = "/dev/ttyUSB0"
+[devices.pump]
+transport = "ble"
+address = "AA:BB:CC:DD:EE:FF"
+[therapy]
+basal_u_per_h = [["00:00", 0.8], ["06:00", 1.0]]
+isf_mg_dl_per_u = 50
+carb_ratio_g_per_u = 10
+[controller]
+name = "bb"
+[journal]
+path = "journal.db"
+[realtime]
+priority = 40
+cpus = [1]
+[control]
+socket = "/tmp/x.sock"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "board.toml"
+    p.write_text(text)
+    return p
+
+
+def test_valid_config_loads(tmp_path):
+    cfg = cfgmod.load(_write(tmp_path, VALID))
+    assert cfg.cgm.transport == "serial" and cfg.cgm.url == "/dev/ttyUSB0"
+    assert cfg.cgm.protocol == "twinloop-serial"
+    assert cfg.pump.transport == "ble" and cfg.pump.protocol == "ids"
+    assert cfg.settings.basal_at(7 * 60) == 1.0 and cfg.settings.basal_at(60) == 0.8
+    assert cfg.controller == "bb"
+    assert cfg.journal_path == tmp_path / "journal.db"
+    assert cfg.realtime.priority == 40 and cfg.realtime.cpus == (1,)
+    assert cfg.control.mode == 0o660
+
+
+def test_example_config_is_valid():
+    cfg = cfgmod.load(EXAMPLE)
+    assert cfg.journal_path.name.endswith(".db")
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ('transport = "serial"', 'transport = "usb"', "devices.cgm.transport"),
+    ('url = "/dev/ttyUSB0"', 'urll = "/dev/ttyUSB0"', "devices.cgm.urll"),
+    ('address = "AA:BB:CC:DD:EE:FF"', 'address = "nope"', "devices.pump.address"),
+    ("isf_mg_dl_per_u = 50", "isf_mg_dl_per_u = -5", "therapy.isf_mg_dl_per_u"),
+    ('["06:00", 1.0]', '["25:00", 1.0]', "therapy.basal_u_per_h[1]"),
+    ('name = "bb"', 'name = "magic"', "controller.name"),
+    ("priority = 40", "priority = 150", "realtime.priority"),
+    ("cpus = [1]", 'cpus = "1"', "realtime.cpus"),
+    ('path = "journal.db"', "", "journal.path"),
+    ('socket = "/tmp/x.sock"', 'socket = "/tmp/x.sock"\nmode = "0666"', "control.mode"),
+])
+def test_errors_name_the_field(tmp_path, old, new, field):
+    assert old in VALID
+    with pytest.raises(ConfigError) as err:
+        cfgmod.load(_write(tmp_path, VALID.replace(old, new, 1)))
+    assert err.value.field == field
+    assert field in str(err.value)
+
+
+def test_guardrails_reject_excessive_bolus(tmp_path):
+    if cfgmod._validator() is None:
+        pytest.skip("safety.guardrails not available")
+    text = VALID.replace("carb_ratio_g_per_u = 10", "carb_ratio_g_per_u = 10\nmax_bolus_u = 500")
+    with pytest.raises(ConfigError) as err:
+        cfgmod.load(_write(tmp_path, text))
+    assert err.value.field == "therapy.max_bolus_u"
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        cfgmod.load(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        cfgmod.load(_write(tmp_path, "[devices\n"))

@@ -1,0 +1,189 @@
+"""The journal: WAL + synchronous FULL, hash chain, one-byte corruption anywhere detected on open, refusal until an
+operator acknowledges, restore of insulin-on-board inputs, uncertain deliveries and states."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sqlite3
+
+import pytest
+
+from safety.commands import DeliveryKind, DeliveryRecord, DeliveryStatus, Resume, TempBasal
+from safety.errors import JournalCorruptError
+from safety.journal import Journal
+from safety.serialization import to_jsonable
+from safety.supervisor import SupervisorState, supervise
+
+from safety_testkit import NOW, context, proposal, settings
+
+
+def fill(path, n=60):
+    j = Journal.open(path)
+    for i in range(n):
+        j.append("reading", NOW + i, {"t_min": NOW + i, "glucose_mg_dl": 100.0 + i, "note": "x" * (i % 7)})
+    return j
+
+
+def test_wal_and_full_synchronous(tmp_path):
+    j = fill(tmp_path / "j.db", 3)
+    p = j.pragmas
+    assert p["journal_mode"] == "wal" and p["synchronous"] == 2 and p["wal_autocheckpoint"] == 0
+    j.close()
+    j = Journal.open(tmp_path / "j.db")
+    assert j.pragmas["journal_mode"] == "wal" and j.pragmas["synchronous"] == 2
+    j.close()
+
+
+def test_append_returns_seq_and_events_filter(tmp_path):
+    j = Journal.open(tmp_path / "j.db")
+    assert [j.append("reading", 1.0, {"a": 1}), j.append("alarm", 2.0, {"b": 2}), j.append("reading", 3.0, {})] \
+        == [1, 2, 3]
+    assert [e.seq for e in j.events(kinds=["reading"])] == [1, 3]
+    assert [e.seq for e in j.events(since_seq=1)] == [2, 3]
+    assert next(j.events(kinds={"alarm"})).payload == {"b": 2}
+    assert j.verify().ok and j.verify().n_events == 3
+    with pytest.raises(ValueError):
+        j.append("", 1.0, {})
+    j.close()
+
+
+def _tamper(path, sql, args=()):
+    conn = sqlite3.connect(str(path))
+    conn.execute(sql, args)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("sql,args,bad_seq", [
+    ("UPDATE events SET payload = ? WHERE seq = 17", ('{"glucose_mg_dl":55.0}',), 17),
+    ("UPDATE events SET t_min = t_min + 1 WHERE seq = 5", (), 5),
+    ("UPDATE events SET kind = 'alarm' WHERE seq = 30", (), 30),
+    ("DELETE FROM events WHERE seq = 12", (), 12),
+])
+def test_tampered_event_is_named(tmp_path, sql, args, bad_seq):
+    path = tmp_path / "j.db"
+    fill(path).close()
+    _tamper(path, sql, args)
+    j = Journal.open(path)
+    assert j.refuse_automatic_dosing
+    assert j.corruption.first_bad_seq == bad_seq
+    assert f"seq={bad_seq}" in str(j.corruption)
+    with pytest.raises(JournalCorruptError):
+        j.restore()
+    j.close()
+
+
+def test_truncated_tail_is_detected(tmp_path):
+    path = tmp_path / "j.db"
+    fill(path).close()
+    _tamper(path, "DELETE FROM events WHERE seq > 50")
+    j = Journal.open(path)
+    assert j.refuse_automatic_dosing
+    j.close()
+
+
+def test_one_byte_corruption_anywhere_in_the_file_is_detected_on_open(tmp_path):
+    src = tmp_path / "src.db"
+    fill(src).close()
+    data = src.read_bytes()
+    seal = (tmp_path / "src.db.seal").read_bytes()
+    rng = random.Random(7)
+    size = len(data)
+    page = 4096
+    offsets = set(range(0, 100, 7)) | {size - 1}
+    for p in range(0, size, page):  # every page: its header, its middle (often unused space), its end
+        offsets |= {p, p + 1, p + 7, p + page // 2, p + page - 1}
+        offsets |= {rng.randrange(p, min(p + page, size)) for _ in range(3)}
+    offsets = sorted(o for o in offsets if o < size)
+    assert len(offsets) > 30
+    for off in offsets:
+        d = tmp_path / f"c{off}"
+        d.mkdir()
+        corrupted = bytearray(data)
+        corrupted[off] ^= 1 << rng.randrange(8)
+        (d / "j.db").write_bytes(bytes(corrupted))
+        (d / "j.db.seal").write_bytes(seal)
+        j = Journal.open(d / "j.db")
+        assert j.refuse_automatic_dosing, f"flip at offset {off} not detected"
+        assert not j.verify().ok
+        j.close()
+        shutil.rmtree(d)
+
+
+def test_corrupted_journal_keeps_recording_and_operator_acknowledges(tmp_path):
+    path = tmp_path / "j.db"
+    fill(path, 10).close()
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    j = Journal.open(path)
+    assert j.refuse_automatic_dosing
+    assert j.append("reading", NOW + 100, {"g": 1}) == 1  # recorded in the pending chain, nothing dropped
+    assert j.append("alarm", NOW + 101, {"reason": "x"}) == 2
+    archive = j.acknowledge_corruption("dr. operator")
+    assert not j.refuse_automatic_dosing and (archive / "j.db").exists()
+    events = list(j.events())
+    assert events[0].kind == "journal_reset" and events[0].payload["operator"] == "dr. operator"
+    assert events[0].payload["pending_events"] == 2
+    assert [e.kind for e in events[1:]] == ["reading", "alarm"]
+    j.close()
+    j = Journal.open(path)
+    assert not j.refuse_automatic_dosing and j.verify().ok and j.last_seq == 3
+    assert not (tmp_path / "j.db.pending").exists()
+    j.close()
+
+
+def test_acknowledge_requires_corruption_and_operator(tmp_path):
+    j = fill(tmp_path / "j.db", 2)
+    with pytest.raises(Exception):
+        j.acknowledge_corruption("someone")
+    j.close()
+
+
+def test_missing_seal_or_file_is_corruption(tmp_path):
+    path = tmp_path / "j.db"
+    fill(path, 3).close()
+    (tmp_path / "j.db.seal").unlink()
+    j = Journal.open(path)
+    assert j.refuse_automatic_dosing
+    j.close()
+    path2 = tmp_path / "k.db"
+    fill(path2, 3).close()
+    path2.unlink()
+    j = Journal.open(path2)
+    assert j.refuse_automatic_dosing
+    j.close()
+
+
+def test_restore_deliveries_uncertain_states_and_settings(tmp_path):
+    s = settings()
+    j = Journal.open(tmp_path / "j.db")
+    v = supervise(proposal(rate=2.0, bolus=1.0), context(s=s))
+    j.record_verdict(v, NOW)
+    j.append("decision", NOW, {"controller_state": {"x": 1.5}})
+    j.append("settings_change", NOW, {"settings": to_jsonable(s)})
+    temp, bolus = v.commands
+    assert isinstance(temp.command, TempBasal)
+    d_temp = DeliveryRecord(temp.command_id, DeliveryKind.BASAL, NOW, NOW + 30, 1.0, DeliveryStatus.COMMANDED, 2.0)
+    d_bolus = DeliveryRecord(bolus.command_id, DeliveryKind.BOLUS, NOW, NOW, bolus.command.bolus_u,
+                             DeliveryStatus.COMMANDED)
+    j.record_command_sent(temp, d_temp)
+    j.record_ack(DeliveryRecord(temp.command_id, DeliveryKind.BASAL, NOW, NOW + 30, 1.0, DeliveryStatus.CONFIRMED,
+                                2.0), NOW)
+    j.record_command_sent(bolus, d_bolus)  # crash: never acknowledged
+    j.append("alarm", NOW, {"reason": "CGM_STALE"})
+    j.close()
+    j = Journal.open(tmp_path / "j.db")
+    r = j.restore()
+    assert [d.status for d in r.deliveries] == [DeliveryStatus.CONFIRMED, DeliveryStatus.UNCERTAIN]
+    assert [d.command_id for d in r.uncertain_deliveries] == [bolus.command_id]
+    assert r.controller_state == {"x": 1.5} and r.settings == s
+    assert isinstance(r.supervisor_state, SupervisorState) and r.supervisor_state.counter == v.state.counter
+    assert r.alarms == ({"reason": "CGM_STALE"},) and r.last_seq == 7
+    # the restarted supervisor refuses new insulin while the bolus outcome is uncertain
+    again = supervise(proposal(rate=2.0, bolus=1.0, now=NOW + 5),
+                      context(deliveries=r.deliveries, now=NOW + 5, state=r.supervisor_state, s=s))
+    assert all(isinstance(c.command, Resume) for c in again.commands)
+    assert {c.command_id for c in again.commands}.isdisjoint({temp.command_id, bolus.command_id})
+    j.close()
