@@ -4,8 +4,9 @@ peak memory.
 
 Prints human-readable lines, then as the LAST line one JSON object with the keys ``bb_patient_days_per_s``,
 ``mpc_patient_days_per_s`` (one core), ``simglucose_patient_days_per_s`` (null if simglucose is absent),
-``workers``, ``bb_patient_days_per_s_workers``, ``mpc_patient_days_per_s_workers``, ``peak_rss_mb_10k`` and
-``seconds_10k``.
+``workers``, ``bb_patient_days_per_s_workers``, ``mpc_patient_days_per_s_workers``, ``peak_rss_mb_10k``,
+``seconds_10k``, and ``bb_patient_days_per_cpu_s`` / ``mpc_patient_days_per_cpu_s`` (patient-days per CPU-second
+of the one-core runs: what a dedicated core gives when the machine is shared) and ``load_average``.
 
     .venv/bin/python benchmarks/trial_throughput.py            # full run (the 10k trial takes minutes)
     .venv/bin/python benchmarks/trial_throughput.py --quick    # small sizes, no 10k trial
@@ -33,25 +34,33 @@ from trials.runner import TrialSpec, cohort, make_controller, plan, run_task, ru
 SCENARIO = "default-1day"
 
 
-def _rate(spec: TrialSpec, workers: int, out: Path) -> tuple[float, float]:
-    """(patient-days, seconds) of running every task of ``spec`` (cohort already resolved)."""
+def _cpu_s() -> float:
+    """CPU seconds used so far by this process and its finished children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _rate(spec: TrialSpec, workers: int, out: Path) -> tuple[float, float, float]:
+    """(patient-days, wall seconds, CPU seconds) of every task of ``spec`` (cohort already resolved)."""
     tasks = plan(spec, out)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     days = execute(run_task, tasks, workers=workers)
-    return days, time.perf_counter() - t0
+    return days, time.perf_counter() - t0, _cpu_s() - c0
 
 
-def bench(controller: str, cohort_spec: str, chunk: int, workers: int, tmp: Path) -> float:
+def bench(controller: str, cohort_spec: str, chunk: int, workers: int, tmp: Path) -> tuple[float, float]:
+    """(patient-days per wall second, patient-days per CPU second)."""
     spec = TrialSpec(cohort=cohort_spec, scenario=SCENARIO, controllers=(controller,), chunk_size=chunk,
                      traces=False)
     cohort(cohort_spec)
     if controller.startswith("mpc"):
         make_controller(controller).solver._ensure()  # build the CasADi solver before the clock starts
-    days, secs = _rate(spec, workers, tmp / f"{controller}-{workers}")
-    rate = days / secs
+    days, secs, cpu = _rate(spec, workers, tmp / f"{controller}-{workers}")
+    rate, cpu_rate = days / secs, days / max(cpu, 1e-9)
     print(f"{controller:>4}: {days:7.0f} patient-days in {secs:7.2f} s on {workers} worker(s): "
-          f"{rate:8.2f} patient-days/s")
-    return rate
+          f"{rate:8.2f} patient-days/s wall, {cpu_rate:8.2f} per CPU-second")
+    return rate, cpu_rate
 
 
 def simglucose_rate() -> float | None:
@@ -105,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         bb_pop = f"population:{n_bb}:1"
-        bb1 = bench("bb", bb_pop, n_bb, 1, tmp)
-        bbw = bench("bb", bb_pop, max(1, n_bb // args.workers), args.workers, tmp)
+        bb1, bb1_cpu = bench("bb", bb_pop, n_bb, 1, tmp)
+        bbw, _ = bench("bb", bb_pop, max(1, n_bb // args.workers), args.workers, tmp)
         mpc_cohort = ",".join(f"adult#00{i}" for i in range(1, n_mpc + 1))
-        mpc1 = bench("mpc", mpc_cohort, n_mpc, 1, tmp)
-        mpcw = bench("mpc", mpc_cohort, max(1, n_mpc // args.workers), args.workers, tmp)
+        mpc1, mpc1_cpu = bench("mpc", mpc_cohort, n_mpc, 1, tmp)
+        mpcw, _ = bench("mpc", mpc_cohort, max(1, n_mpc // args.workers), args.workers, tmp)
         sg = simglucose_rate()
         if sg:
             print(f"ratio bb / simglucose: {bb1 / sg:,.0f} x; mpc / simglucose: {mpc1 / sg:,.1f} x")
@@ -127,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         "mpc_patient_days_per_s": round(mpc1, 3),
         "simglucose_patient_days_per_s": None if sg is None else round(sg, 4),
         "workers": args.workers,
+        "bb_patient_days_per_cpu_s": round(bb1_cpu, 2),
+        "mpc_patient_days_per_cpu_s": round(mpc1_cpu, 3),
+        "load_average": round(os.getloadavg()[0], 1),
         "bb_patient_days_per_s_workers": round(bbw, 2),
         "mpc_patient_days_per_s_workers": round(mpcw, 3),
         "peak_rss_mb_10k": None if rss is None else round(rss, 1),

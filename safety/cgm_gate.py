@@ -2,8 +2,8 @@
 controller). :mod:`safety.supervisor_batch` computes the same rules over arrays; a property test checks that both
 agree. Constants are in :mod:`safety.limits`.
 
-Rules, for readings sorted by time (stable) with exact repeats (same time, value and flags) counted once, at
-decision time ``now``:
+Rules, for readings sorted by time (ties: by value, NaN last, then flags) with exact repeats (same time, value and
+flags) counted once, at decision time ``now``:
 
 - *future*: any reading with ``t > now + 5 min`` -> CGM_FUTURE (those readings are then ignored);
 - *considered* readings: ``now - 60 <= t <= now + 5``; *valid* ones pass :func:`safety.limits.value_ok`
@@ -54,9 +54,16 @@ def _differ(a: float, b: float) -> bool:
     return not (a == b or (math.isnan(a) and math.isnan(b)))
 
 
+def _order(r: GlucoseReading) -> tuple[float, bool, float, int]:
+    """Readings at the same time are ordered by value, a special (NaN) value last, then by flags: the result does
+    not depend on the order the readings arrived in."""
+    nan = math.isnan(r.glucose_mg_dl)
+    return (r.t_min, nan, 0.0 if nan else r.glucose_mg_dl, int(r.status))
+
+
 def assess_cgm(readings: Iterable[GlucoseReading], now_min: float, suspend_threshold_mg_dl: float) -> CgmAssessment:
     """Apply the CGM gate (module docstring) to ``readings`` at ``now_min``."""
-    ordered = sorted(readings, key=lambda r: r.t_min)
+    ordered = sorted(readings, key=_order)
     rs = [r for i, r in enumerate(ordered)  # an exact repeat (same time, value, flags) is one reading
           if not (i and r.t_min == ordered[i - 1].t_min and r.glucose_mg_dl == ordered[i - 1].glucose_mg_dl
                   and int(r.status) == int(ordered[i - 1].status))]

@@ -4,7 +4,7 @@ Storage: SQLite in WAL mode with ``synchronous=FULL`` (an event is durable when 
 sequence number) and automatic checkpoints disabled, so the main database file changes only in
 :meth:`Journal.checkpoint` (also run by :meth:`Journal.close`, and every ``checkpoint_every`` appends).
 
-Integrity, three layers, all checked by :meth:`Journal.open` and :meth:`Journal.verify`:
+Integrity, four layers, all checked by :meth:`Journal.open` and :meth:`Journal.verify`:
 
 1. *Hash chain*: ``hash_n = sha256(prev_hash, seq, kind, t_min, payload)``; the genesis ``prev_hash`` derives from a
    random chain id stored in the file. Any change to an event, a removed or reordered event breaks the chain at the
@@ -53,6 +53,7 @@ import os
 import re
 import shutil
 import sqlite3
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -122,6 +123,49 @@ def _write_atomic(path: Path, data: Mapping[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
+def _wal_problem(wal: Path) -> str | None:
+    """Check every complete frame of a SQLite WAL file: header checksum, salts and the cumulative frame checksum.
+
+    SQLite silently ignores a damaged frame *and every frame after it*, so without this check a one-byte error in
+    the WAL would lose the events committed since the last checkpoint without any trace. A WAL written by this
+    journal is truncated at each checkpoint, so every complete frame must belong to the current generation. An
+    incomplete last frame (a crash while writing it) is not an error.
+    """
+    try:
+        data = wal.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(data) < 32:
+        return None
+    magic, version, page_size, _, salt1, salt2, c1, c2 = struct.unpack(">8I", data[:32])
+    if len(data) < 32 + 24 + 512:
+        return None  # not even the smallest frame: a crash while the WAL was being started
+    if magic not in (0x377F0682, 0x377F0683):
+        return "WAL header damaged (magic)"
+    order = ">" if magic & 1 else "<"
+
+    def checksum(buf: bytes, s0: int, s1: int) -> tuple[int, int]:
+        words = struct.unpack(f"{order}{len(buf) // 4}I", buf)
+        for i in range(0, len(words), 2):
+            s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+            s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+        return s0, s1
+
+    s0, s1 = checksum(data[:24], 0, 0)
+    if (s0, s1) != (c1, c2) or version != 3007000 or page_size < 512 or page_size & (page_size - 1):
+        return "WAL header damaged (checksum, version or page size)"
+    frame = 24 + page_size
+    for i, off in enumerate(range(32, len(data) - frame + 1, frame)):
+        _, _, f_salt1, f_salt2, f_c1, f_c2 = struct.unpack(">6I", data[off:off + 24])
+        if (f_salt1, f_salt2) != (salt1, salt2):
+            return f"WAL frame {i} damaged (salt mismatch)"
+        s0, s1 = checksum(data[off:off + 8], s0, s1)
+        s0, s1 = checksum(data[off + 24:off + frame], s0, s1)
+        if (s0, s1) != (f_c1, f_c2):
+            return f"WAL frame {i} damaged (checksum mismatch)"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One journal event."""
@@ -174,8 +218,15 @@ class RestoredState:
 class Journal:
     """Append-only hash-chained journal (see the module docstring). Use :meth:`open` or ``Journal(path)``."""
 
-    def __init__(self, path: str | os.PathLike[str], *, checkpoint_every: int = 500, _pending_allowed: bool = True):
+    def __init__(self, path: str | os.PathLike[str], *, checkpoint_every: int = 500, read_only: bool = False,
+                 _pending_allowed: bool = True):
+        """Open (creating if absent, unless ``read_only``) and verify the journal at ``path``.
+
+        ``read_only`` (for reports and status tools next to a running writer): never creates, appends or
+        checkpoints; a corrupted journal is reported the same way.
+        """
         self.path = Path(path)
+        self.read_only = bool(read_only)
         self.seal_path = self.path.with_name(self.path.name + ".seal")
         self.pending_path = self.path.with_name(self.path.name + ".pending")
         self.checkpoint_every = int(checkpoint_every)
@@ -211,7 +262,11 @@ class Journal:
 
     # ------------------------------------------------------------------ opening and verification
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        if self.read_only:  # a read-only connection never checkpoints (so never changes the sealed file)
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             conn.close()
@@ -223,24 +278,14 @@ class Journal:
     def _open(self) -> None:
         exists = self.path.exists()
         seal = self._read_seal()
+        if not exists and self.read_only:
+            raise JournalError(f"no journal at {self.path}")
         if not exists:
             if seal is not None and seal.get("last_seq", 0) > 0:
                 raise JournalCorruptError(f"journal file {self.path} is missing but its seal records "
                                           f"{seal.get('last_seq')} events")
             _write_atomic(self.seal_path, {"state": "unsealed", "format": _FORMAT})
-            try:
-                self._conn = self._connect()
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                self._conn.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, t_min REAL NOT "
-                                   "NULL, payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)")
-                self._conn.execute("INSERT INTO meta VALUES ('format', ?), ('chain_id', ?)",
-                                   (_FORMAT, os.urandom(16).hex()))
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise JournalError(f"cannot create journal {self.path}: {exc}") from exc
-            self._load_head()
-            self.checkpoint()
+            self._create()
             return
         if seal is None:
             raise JournalCorruptError(f"seal file {self.seal_path} is missing or unreadable")
@@ -250,6 +295,12 @@ class Journal:
             if digest != seal.get("sha256") or size != seal.get("size"):
                 seal_problem = (f"file checksum mismatch: {self.path} ({size} bytes) differs from its seal "
                                 f"({seal.get('size')} bytes) written at the last checkpoint")
+        wal_problem = _wal_problem(self.path.with_name(self.path.name + "-wal"))
+        if wal_problem:
+            raise JournalCorruptError(wal_problem + "; events committed after the last checkpoint would be lost")
+        if seal.get("state") == "unsealed" and "last_seq" not in seal and not self.read_only and self._empty_file():
+            self._create()  # a crash while the journal was being created: nothing was ever recorded
+            return
         try:
             self._conn = self._connect()
             report = self._verify_db(seal)
@@ -261,7 +312,7 @@ class Journal:
         if seal_problem:
             raise JournalCorruptError(seal_problem)
         self._last_seq, self._last_hash = report.last_seq, report.last_hash
-        if seal.get("state") != "sealed":
+        if seal.get("state") != "sealed" and not self.read_only:
             self.checkpoint()  # crashed mid-checkpoint last time: restore the whole-file protection
 
     @property
@@ -271,6 +322,32 @@ class Journal:
         assert self._conn is not None
         return {name: self._conn.execute(f"PRAGMA {name}").fetchone()[0]
                 for name in ("journal_mode", "synchronous", "wal_autocheckpoint")}
+
+    def _create(self) -> None:
+        try:
+            self._conn = self._connect()
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._conn.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, t_min REAL NOT "
+                               "NULL, payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)")
+            self._conn.execute("INSERT INTO meta VALUES ('format', ?), ('chain_id', ?)",
+                               (_FORMAT, os.urandom(16).hex()))
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot create journal {self.path}: {exc}") from exc
+        self._load_head()
+        self.checkpoint()
+
+    def _empty_file(self) -> bool:
+        """True when the database holds no table at all (created, then a crash before the schema committed)."""
+        try:
+            conn = sqlite3.connect(str(self.path), isolation_level=None)
+            try:
+                return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False
 
     def _read_seal(self) -> dict[str, Any] | None:
         try:
@@ -335,6 +412,9 @@ class Journal:
             digest, size = _file_sha256(self.path)
             if digest != seal.get("sha256") or size != seal.get("size"):
                 return ChainReport(False, 0, 0, "", None, "file checksum mismatch against the seal")
+        wal_problem = _wal_problem(self.path.with_name(self.path.name + "-wal"))
+        if wal_problem:
+            return ChainReport(False, 0, 0, "", None, wal_problem)
         return self._verify_db(seal)
 
     # ------------------------------------------------------------------ writing
@@ -357,6 +437,8 @@ class Journal:
     def append(self, kind: str, t_min: float, payload: Mapping[str, Any]) -> int:
         """Append one event; returns its sequence number once it is durable. While the journal is refused
         (corrupt, not yet acknowledged) events go to the pending journal and its sequence number is returned."""
+        if self.read_only:
+            raise JournalError(f"journal {self.path} was opened read-only")
         if self.corruption is not None:
             if self._closed:
                 raise JournalError(f"journal {self.path} is closed")
@@ -388,6 +470,8 @@ class Journal:
 
     def checkpoint(self) -> None:
         """Move the WAL into the main file and re-seal it (whole-file SHA-256)."""
+        if self.read_only:
+            return
         if self.corruption is not None:
             if self._pending is not None:
                 self._pending.checkpoint()
@@ -420,7 +504,9 @@ class Journal:
             return
         if self._pending is not None:
             self._pending.close()
-        if self.corruption is None and self._conn is not None:
+        if self.read_only:
+            self._close_conn()
+        elif self.corruption is None and self._conn is not None:
             self.checkpoint()
             _write_atomic(self.seal_path, {"state": "unsealed", "format": _FORMAT})
             self._close_conn()
@@ -525,6 +611,8 @@ class Journal:
         Returns the archive directory."""
         if self.corruption is None:
             raise JournalError("the journal is not corrupted: nothing to acknowledge")
+        if self.read_only:
+            raise JournalError(f"journal {self.path} was opened read-only")
         if not operator or not str(operator).strip():
             raise ValueError("operator must be named")
         report = self.corruption

@@ -8,8 +8,8 @@ validation, pump gating, uncertain deliveries, controller errors, stale proposal
 
 Encoding: a proposed rate of NaN means "no basal command"; an approved rate of NaN means "no basal command",
 0 means Suspend (or a zero temp), the scheduled rate after a revert means Resume. Readings windows are (N, K),
-oldest -> newest along K; a missing entry has NaN time; present entries must be in ascending time order and cover
-at least the last 60 min (:data:`safety.limits.CGM_LOOKBACK_MIN`) for the result to equal the scalar supervisor's.
+any order along K (rows are sorted here like :func:`safety.cgm_gate.assess_cgm` sorts); a missing entry has NaN
+time; the entries must cover at least the last 60 min (:data:`safety.limits.CGM_LOOKBACK_MIN`) for the result to equal the scalar supervisor's.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_
     t = np.atleast_2d(np.asarray(glucose_t_min, dtype=float))
     n, k_len = g.shape
     st = np.zeros((n, k_len), np.int64) if glucose_status is None else np.asarray(glucose_status, np.int64)
+    order = np.lexsort((st, np.where(np.isnan(g), 0.0, g), np.isnan(g), t), axis=1)  # as cgm_gate._order
+    g, t, st = (np.take_along_axis(a, order, axis=1) for a in (g, t, st))
     now = _col(now_min, n)
     thr = _col(suspend_threshold_mg_dl, n)
     sched = _col(scheduled_basal_u_per_h, n)

@@ -7,11 +7,11 @@ Special values (exponent 0): NaN (0x07FF), NRes "not at this resolution" (0x0800
 reserved (0x0801); FLOAT uses the same mantissas widened to 24 bits (0x007FFFFF, 0x00800000, 0x007FFFFE,
 0x00800002, 0x00800001).
 
-Encoding rule (``exponent=None``): the fewest decimals that represent the value exactly (after rounding the float to
-9 significant decimals), exponent 0 for whole numbers; if the mantissa does not fit, the exponent grows and the
-mantissa is rounded half-to-even. So 120 -> 0x0078, 5.22 -> 0xE20A, -1234 -> 0x0B2E. A fixed resolution can be
-requested with ``exponent`` (2.0 with ``exponent=-1`` -> 0xF014, as in the standards test vector); the mantissa is
-then rounded half-to-even. Values too large for the format raise ``ValueError`` (never silently become INF);
+Encoding rule (``exponent=None``): the resolution the caller wrote. An ``int`` has exponent 0; a ``float`` keeps
+the decimals of its shortest repr (at most 9 significant digits, which drops binary noise like 0.1 + 0.2), so 2.0
+keeps one decimal. If the mantissa does not fit, the exponent grows and the mantissa is rounded half-to-even.
+So 120 -> 0x0078, 2.0 -> 0xF014, 5.22 -> 0xE20A, -1234 -> 0x0B2E (the standards test vectors). A fixed resolution
+can be requested with ``exponent``; the mantissa is then rounded half-to-even. Values too large for the format raise ``ValueError`` (never silently become INF);
 NaN and infinities encode to their special values.
 """
 
@@ -147,8 +147,8 @@ class _Format:
                 raise ValueError(f"{value!r} does not fit with exponent {exponent}")
             return self.pack(mantissa, exponent)
         exact = _exact_decimal(value)
-        # fewest decimals that represent the value exactly, never a positive exponent for whole numbers
-        natural = min(0, exact.normalize().as_tuple().exponent) if exact != 0 else 0
+        # the decimals as written, never a positive exponent for whole numbers
+        natural = min(0, exact.as_tuple().exponent) if exact != 0 else 0
         exp = max(natural, self.exp_min)
         while exp <= self.exp_max:
             mantissa = self._mantissa(exact, exp)
@@ -166,11 +166,15 @@ class _Format:
 
 
 def _exact_decimal(value: float | int) -> Decimal:
-    """The decimal the caller meant: a float rounded to 9 significant digits (drops binary noise like 0.1+0.2)."""
+    """The decimal the caller wrote: an int as is; a float by its shortest repr ('2.0', '5.22'), or rounded to 9
+    significant digits when the repr is longer (drops binary noise like 0.1 + 0.2)."""
     if isinstance(value, int):
         return Decimal(value)
     try:
-        return Decimal(f"{value:.9g}")
+        d = Decimal(repr(float(value)))
+        if len(d.as_tuple().digits) <= 9:
+            return d
+        return Decimal(f"{value:.9g}").normalize()
     except InvalidOperation as exc:  # pragma: no cover - only for non-finite input, handled before
         raise ValueError(f"cannot encode {value!r}") from exc
 

@@ -17,6 +17,7 @@ from drivers.codecs.sfloat import (
 
 @pytest.mark.parametrize("value, exponent, raw", [
     (120, None, 0x0078),
+    (2.0, None, 0xF014),
     (2.0, -1, 0xF014),
     (5.22, None, 0xE20A),
     (-1234, None, 0x0B2E),
@@ -61,8 +62,9 @@ def test_rounding_is_half_even_at_fixed_resolution():
     assert decode_sfloat(encode_sfloat(2.0, 0)) == 2.0
 
 
-def test_auto_exponent_uses_fewest_decimals_and_grows_when_needed():
-    assert encode_sfloat(2.0) == 0x0002
+def test_auto_exponent_keeps_written_decimals_and_grows_when_needed():
+    assert encode_sfloat(2) == 0x0002 and encode_sfloat(2.0) == 0xF014 and encode_sfloat(2.50) == 0xF019
+    assert decode_sfloat(encode_sfloat(0.1 + 0.2)) == 0.3
     assert decode_sfloat(encode_sfloat(1 / 3)) == 0.333
     assert decode_sfloat(encode_sfloat(100000)) == 100000.0
     assert decode_sfloat(encode_sfloat(123456)) == 123500.0  # rounded to 4 significant digits (half-even)

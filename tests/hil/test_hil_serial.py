@@ -15,12 +15,12 @@ import pytest
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty") or sys.platform != "linux", reason="needs Linux ptys")
 
 
-def _run(tmp_path, hours: float, speed: float):
+def _run(tmp_path, hours: float, speed: float, transport: str = "serial"):
     from hil.bench import BenchOptions, run_bench
     from hil.faults import KINDS
     from hil.report import analyse, write
 
-    run = run_bench(BenchOptions(transport="serial", hours=hours, speed=speed, workdir=tmp_path / "bench"))
+    run = run_bench(BenchOptions(transport=transport, hours=hours, speed=speed, workdir=tmp_path / "bench"))
     result = analyse(run)
     paths = write(result, run, tmp_path / "report")
     assert paths["json"].exists() and paths["html"].exists()
@@ -30,6 +30,9 @@ def _run(tmp_path, hours: float, speed: float):
     assert all(f["ok"] for f in result["faults"]), [f for f in result["faults"] if not f["ok"]]
     assert result["latency"]["count"] > 10
     assert any(m["op"] == "bolus" and m["ok"] for m in result["meals"])
+    assert not result["checks"]["no_insulin_while_uncertain"]["unresolved_at_end"]
+    kill = next(f for f in result["faults"] if f["kind"] == "kill")
+    assert kill["ok"]
     return result
 
 
@@ -40,6 +43,7 @@ def test_serial_bench_short(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_serial_bench_24h(tmp_path):
-    result = _run(tmp_path, hours=24.0, speed=240.0)
+    result = _run(tmp_path, hours=24.0, speed=360.0)
     assert len(result["kills"]) >= 2

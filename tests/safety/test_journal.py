@@ -187,3 +187,94 @@ def test_restore_deliveries_uncertain_states_and_settings(tmp_path):
     assert all(isinstance(c.command, Resume) for c in again.commands)
     assert {c.command_id for c in again.commands}.isdisjoint({temp.command_id, bolus.command_id})
     j.close()
+
+
+def test_one_byte_corruption_in_the_wal_is_detected_on_open(tmp_path):
+    """Events appended since the last checkpoint live in the WAL; SQLite would silently drop a damaged frame and
+    everything after it. The journal checks the frames itself."""
+    src = tmp_path / "src.db"
+    j = fill(src, 5)
+    j.checkpoint()
+    for i in range(12):
+        j.append("reading", NOW + 100 + i, {"i": i})
+    # simulate a crash: copy the files while the journal is open (WAL not yet checkpointed)
+    db, wal, seal = src.read_bytes(), (tmp_path / "src.db-wal").read_bytes(), (tmp_path / "src.db.seal").read_bytes()
+    j.close()
+    assert len(wal) > 32 + 4096
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "j.db").write_bytes(db)
+    (clean / "j.db-wal").write_bytes(wal)
+    (clean / "j.db.seal").write_bytes(seal)
+    ok = Journal.open(clean / "j.db")
+    assert not ok.refuse_automatic_dosing and ok.last_seq == 17
+    ok.close()
+    rng = random.Random(3)
+    frame = 24 + 4096
+    offsets = set(range(0, 32)) | {rng.randrange(32, len(wal)) for _ in range(25)}
+    for k in range((len(wal) - 32) // frame):
+        base = 32 + k * frame
+        offsets |= {base, base + 5, base + 9, base + 13, base + 17, base + 22, base + 24, base + frame - 1}
+    for off in sorted(offsets):
+        d = tmp_path / f"w{off}"
+        d.mkdir()
+        bad = bytearray(wal)
+        bad[off] ^= 1 << rng.randrange(8)
+        (d / "j.db").write_bytes(db)
+        (d / "j.db-wal").write_bytes(bytes(bad))
+        (d / "j.db.seal").write_bytes(seal)
+        jj = Journal.open(d / "j.db")
+        assert jj.refuse_automatic_dosing, f"WAL flip at offset {off} not detected"
+        jj.close()
+        shutil.rmtree(d)
+
+
+def test_read_only_view_next_to_a_writer_changes_nothing(tmp_path):
+    path = tmp_path / "j.db"
+    writer = fill(path, 5)
+    writer.checkpoint()
+    writer.append("reading", NOW + 50, {"late": True})  # only in the WAL
+    seal = (tmp_path / "j.db.seal").read_text()
+    main = path.read_bytes()
+    reader = Journal.open(path, read_only=True)
+    assert not reader.refuse_automatic_dosing and reader.verify().ok
+    assert [e.seq for e in reader.events(since_seq=5)] == [6]
+    with pytest.raises(Exception):
+        reader.append("reading", NOW, {})
+    reader.close()
+    assert path.read_bytes() == main and (tmp_path / "j.db.seal").read_text() == seal
+    assert writer.append("reading", NOW + 51, {}) == 7
+    writer.close()
+    again = Journal.open(path)
+    assert again.verify().ok and again.last_seq == 7
+    again.close()
+    with pytest.raises(Exception):
+        Journal.open(tmp_path / "absent.db", read_only=True)
+
+
+def test_read_only_view_after_a_crash_leaves_the_files_for_recovery(tmp_path):
+    src = tmp_path / "src.db"
+    w = fill(src, 4)
+    w.append("reading", NOW + 9, {"in_wal": 1})
+    d = tmp_path / "crashed"
+    d.mkdir()
+    for suffix in ("", "-wal", ".seal"):
+        shutil.copy2(tmp_path / f"src.db{suffix}", d / f"j.db{suffix}")
+    w.close()
+    main = (d / "j.db").read_bytes()
+    r = Journal.open(d / "j.db", read_only=True)
+    assert r.verify().ok and r.restore().last_seq == 5
+    r.close()
+    assert (d / "j.db").read_bytes() == main  # the last connection closing did not checkpoint
+    j = Journal.open(d / "j.db")
+    assert not j.refuse_automatic_dosing and j.last_seq == 5
+    j.close()
+
+
+def test_crash_while_creating_the_journal_is_not_corruption(tmp_path):
+    path = tmp_path / "j.db"
+    (tmp_path / "j.db.seal").write_text('{"state": "unsealed", "format": "twinloop-journal-v1"}')
+    path.write_bytes(b"")  # created, schema never committed
+    j = Journal.open(path)
+    assert not j.refuse_automatic_dosing and j.append("reading", 1.0, {}) == 1
+    j.close()

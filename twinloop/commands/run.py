@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"twinloop run: a required component is missing: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # the journal cannot be opened (permissions, disk, ...) (permissions, disk): say so, exit non-zero
+        print(f"twinloop run: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if rt.enabled and rt.freeze_gc:
         realtime.freeze_gc()  # after start-up allocations; collections then happen only in slack time
     return asyncio.run(service.run())

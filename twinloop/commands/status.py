@@ -42,6 +42,9 @@ def _fmt(st: dict) -> str:
                  f", journal {'ok' if st.get('journal_ok') else 'FAILING'}"
                  f", pump {'reachable' if st.get('pump_reachable') else 'NOT reachable'}"
                  f", controller {st.get('controller')}")
+    devices = st.get("devices") or {}
+    if devices:
+        lines.append("devices: " + ", ".join(f"{k} {v}" for k, v in sorted(devices.items())))
     alarms = st.get("alarms") or []
     lines.append(f"alarms: {len(alarms)}" + "".join(f"\n  t={a['t_min']:.1f} [{a['source']}] {a['message']}"
                                                      for a in alarms))

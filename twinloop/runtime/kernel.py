@@ -165,5 +165,8 @@ def safety_gate() -> SupervisorGate:
 
 def open_journal(path: Any) -> Any:
     """Open (or create) the production journal at ``path``."""
+    from pathlib import Path
+
     from safety.journal import Journal as SqliteJournal
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     return SqliteJournal(path)

@@ -119,6 +119,9 @@ class Runtime:
         self.cycle_started_mono: float | None = None
         self.restored: dict = {}
         self.automatic_dosing = True
+        self._orphan_commands: dict[str, ApprovedCommand] = {}
+        self._adopted: set[str] = set()
+        self.devices: dict[str, Any] = {}
         self._lock = asyncio.Lock()
         self._journal_ms = 0.0
 
@@ -175,6 +178,7 @@ class Runtime:
             self.restored = {"restored": False, "automatic_dosing": False, "corruption": str(corruption)}
             return self.restored
         restored = restore()
+        events_fn = getattr(self.journal, "events", None)
         deliveries = tuple(getattr(restored, "deliveries", ()) or ())
         uncertain = tuple(getattr(restored, "uncertain_deliveries", None) or getattr(restored, "uncertain", ()) or ())
         for rec in deliveries + uncertain:
@@ -185,6 +189,16 @@ class Runtime:
         sup_state = getattr(restored, "supervisor_state", None)
         if sup_state is not None:
             self.gate.restore_state(sup_state)
+        if uncertain and events_fn is not None:
+            wanted = {r.command_id for r in uncertain}
+            from safety.serialization import from_jsonable
+            for ev in events_fn(kinds=("command_sent",)):
+                cmd = ev.payload.get("command")
+                if isinstance(cmd, dict) and cmd.get("command_id") in wanted:
+                    try:
+                        self._orphan_commands[cmd["command_id"]] = from_jsonable("approved_command", cmd)
+                    except Exception as exc:
+                        log.warning("cannot restore command %s: %s", cmd.get("command_id"), exc)
         readings = list(getattr(restored, "readings", ()) or ())
         meals = list(getattr(restored, "meals", ()) or ())
         events = getattr(self.journal, "events", None)
@@ -442,6 +456,9 @@ class Runtime:
     async def _maybe_reconcile(self, now: float) -> None:
         if not self.uncertain or self.pump is None:
             return
+        if getattr(self.pump, "history", None) is None:
+            known = {r.command_id for r in getattr(self.pump, "pending", ()) or ()}
+            self._adopt_orphans([r for r in self.uncertain if r.command_id not in known])
         try:
             resolved = await asyncio.wait_for(self.pump.reconcile(), self.opts.pump_timeout_s)
         except Exception as exc:
@@ -458,7 +475,10 @@ class Runtime:
         known = {r.command_id for r in getattr(self.pump, "pending", ()) or ()}
         orphans = [r for r in self.uncertain if r.command_id not in known]
         history = getattr(self.pump, "history", None)
-        if not orphans or history is None:
+        if not orphans:
+            return
+        if history is None:
+            self._adopt_orphans(orphans)
             return
         try:
             entries = await asyncio.wait_for(history(0), self.opts.pump_timeout_s)
@@ -479,6 +499,25 @@ class Runtime:
                                           DeliveryStatus.FAILED)
             self.deliveries[rec.command_id] = resolved
             self.record("delivery", now, {"delivery": resolved, "reconciled": True, "from_history": True})
+
+    def _adopt_orphans(self, orphans: list[DeliveryRecord]) -> None:
+        """Hand uncertain commands restored from the journal to a driver that reconciles by matching its history
+        (BLE IDS: no command ids on the wire). ``adopt_uncertain(command, record)`` when the driver offers it; for
+        :class:`drivers.ble.pump_client.IdsPumpClient` its pending list, matched against the whole history (a match
+        can only err towards "delivered", the safe side). The next ``reconcile()`` resolves them."""
+        adopt = getattr(self.pump, "adopt_uncertain", None)
+        for rec in orphans:
+            command = self._orphan_commands.get(rec.command_id)
+            if command is None or rec.command_id in self._adopted:
+                continue
+            if adopt is not None:
+                adopt(command, rec)
+            elif hasattr(self.pump, "_pending"):
+                from drivers.ble import pump_client as ble_pump
+                self.pump._pending.append(ble_pump._Pending(command, rec, 0))
+            else:
+                continue
+            self._adopted.add(rec.command_id)
 
     async def refresh_pump_status(self, force: bool = False) -> None:
         now = self.clock.now_min()
@@ -542,4 +581,5 @@ class Runtime:
             "pump": None if self.pump_status is None else to_jsonable(self.pump_status),
             "pump_reachable": self.pump_reachable,
             "controller": getattr(self.controller, "name", "?"),
+            "devices": dict(self.devices),
         }

@@ -88,6 +88,7 @@ class Service:
             try:
                 await device.connect()
                 self.runtime.record_quietly("device", self.clock.now_min(), {"device": what, "event": "connected"})
+                self.runtime.devices[what] = "connected"
                 return
             except Exception as exc:
                 self.runtime.record_quietly("device", self.clock.now_min(),
@@ -115,6 +116,7 @@ class Service:
                                             {"device": "cgm", "event": "stream_failed",
                                              "error": f"{type(exc).__name__}: {exc}"})
             self.cgm_connected = False
+            self.runtime.devices["cgm"] = "reconnecting"
             try:
                 await self.cgm.close()
             except Exception:

@@ -1,0 +1,167 @@
+"""Fitting a personal twin: fit quality on a short synthetic record, refusal with reasons, the twin file, replay
+arms and the fit/replay CLI exit codes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from patient_model import personal_twin as pt
+from trials.personal.fit import FitRefusedError, fit_twin
+from trials.personal.patient_data import write_csv
+from trials.personal.synthetic import generate
+from trials.personal.twin_file import TwinFileError, load, save
+from twinloop.cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def record():
+    return generate("adult#001", days=3, seed=3, carb_error_sd_pct=10.0)
+
+
+@pytest.fixture(scope="module")
+def fitted(record):
+    return fit_twin(record.data, mcmc_samples=40, seed=1)
+
+
+def test_fit_reproduces_the_record(record, fitted) -> None:
+    assert fitted.rmse_mg_dl < 20.0
+    assert fitted.mard_pct < 15.0
+    assert fitted.n_readings > 500
+    assert np.all(np.isfinite(fitted.theta)) and np.all(fitted.theta > 0)
+    # the Laplace intervals are finite and contain the MAP
+    for row in fitted.parameter_table():
+        assert row["low95"] <= row["map"] <= row["high95"], row
+    # MCMC samples are seeded, inside the bounds and move
+    assert fitted.samples.shape == (40, pt.N_FIT)
+    assert np.ptp(np.log(fitted.samples), axis=0).max() > 0.0
+    # the fitted end state is a finite twin state at the end of the window
+    assert fitted.end_state.shape == (pt.N_TWIN_STATES,) and np.all(np.isfinite(fitted.end_state))
+    assert fitted.t_end_min >= record.data.cgm_t_min[-1]
+
+
+def test_mcmc_is_reproducible(record) -> None:
+    a = fit_twin(record.data.window(0, 2.5 * 1440), mcmc_samples=10, seed=7)
+    b = fit_twin(record.data.window(0, 2.5 * 1440), mcmc_samples=10, seed=7)
+    np.testing.assert_array_equal(a.samples, b.samples)
+
+
+def _reasons(data) -> str:
+    with pytest.raises(FitRefusedError) as exc:
+        fit_twin(data)
+    assert exc.value.reasons
+    return " | ".join(exc.value.reasons)
+
+
+def test_refuses_one_day(record) -> None:
+    assert "days of CGM" in _reasons(record.data.window(0, 1440))
+
+
+def test_refuses_without_boluses(record) -> None:
+    assert "no boluses" in _reasons(dataclasses.replace(record.data, boluses=()))
+
+
+def test_refuses_without_carbs(record) -> None:
+    assert "carbohydrate" in _reasons(dataclasses.replace(record.data, carbs=()))
+
+
+def test_refuses_sparse_cgm(record) -> None:
+    d = record.data
+    sparse = dataclasses.replace(d, cgm_t_min=d.cgm_t_min[::4], cgm_mg_dl=d.cgm_mg_dl[::4])
+    assert "CGM covers" in _reasons(sparse)
+
+
+def test_refuses_no_cgm(record) -> None:
+    d = record.data
+    assert "no CGM" in _reasons(dataclasses.replace(d, cgm_t_min=d.cgm_t_min[:0], cgm_mg_dl=d.cgm_mg_dl[:0]))
+
+
+def test_twin_file_round_trip(fitted, tmp_path) -> None:
+    path = save(fitted, tmp_path / "twin.json")
+    back = load(path)
+    np.testing.assert_allclose(back.theta, fitted.theta)
+    np.testing.assert_allclose(back.cov_log, fitted.cov_log)
+    np.testing.assert_allclose(back.samples, fitted.samples)
+    np.testing.assert_allclose(back.end_state, fitted.end_state)
+    assert back.base == fitted.base
+    assert back.t0_min == fitted.t0_min and back.t_end_min == fitted.t_end_min
+    assert back.notes == fitted.notes
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda d: "{not json",
+    lambda d: json.dumps({**d, "format": "something-else"}),
+    lambda d: json.dumps({**d, "version": 99}),
+    lambda d: json.dumps({**d, "parameters": {k: v for k, v in list(d["parameters"].items())[1:]}}),
+    lambda d: json.dumps({**d, "parameters": {**d["parameters"], pt.FIT_PARAM_NAMES[0]: -1.0}}),
+    lambda d: json.dumps({**d, "x0": [1.0, 2.0]}),
+    lambda d: json.dumps({**d, "cov_log": "nope"}),
+    lambda d: json.dumps({k: v for k, v in d.items() if k != "base"}),
+    lambda d: json.dumps({**d, "t0_min": "soon"}),
+])
+def test_corrupt_twin_file(fitted, tmp_path, corrupt) -> None:
+    good = json.loads(save(fitted, tmp_path / "good.json").read_text())
+    bad = tmp_path / "bad.json"
+    bad.write_text(corrupt(good))
+    with pytest.raises(TwinFileError):
+        load(bad)
+
+
+def test_missing_twin_file(tmp_path) -> None:
+    with pytest.raises(TwinFileError):
+        load(tmp_path / "absent.json")
+
+
+def test_replay_arms_produce_metrics(record, fitted, tmp_path) -> None:
+    from trials.personal.replay import SettingsChange
+    from trials.personal.report import ArmSpec, run_replay, write_replay_report
+
+    data = record.data.window(0, 2 * 1440)
+    arms = [ArmSpec(), ArmSpec(None, SettingsChange(bolus_scale=1.3)), ArmSpec("bb")]
+    result = run_replay(fitted, data, arms, samples=2, seed=0)
+    assert set(result.arms) == {"recorded", "recorded (bolus x1.3)", "bb"}
+    for arm in result.arms.values():
+        assert 0.0 <= arm.metrics["tir_pct"] <= 100.0
+        assert math.isfinite(arm.metrics["mean_mg_dl"])
+        assert np.all(arm.glucose_mg_dl > 0)
+    # more bolus insulin on the twin: lower mean glucose
+    assert result.arms["recorded (bolus x1.3)"].metrics["mean_mg_dl"] < result.arms["recorded"].metrics["mean_mg_dl"]
+    assert result.n_samples == 2 and "recorded" in result.spread
+    out = write_replay_report(result, fitted, data, tmp_path / "rep")
+    assert (tmp_path / "rep" / "summary.json").is_file() and str(out).endswith(".html")
+
+
+def test_cli_fit_and_replay(record, tmp_path, capsys) -> None:
+    csv_path = write_csv(record.data.window(0, 2.5 * 1440), str(tmp_path / "data"), "p")
+    twin = tmp_path / "twin.json"
+    assert cli_main(["fit", csv_path, "--out", str(twin)]) == 0
+    assert "CGM RMSE" in capsys.readouterr().out
+    assert load(twin).rmse_mg_dl < 20.0
+    assert cli_main(["replay", str(twin), csv_path, "--controller", "bb", "--samples", "0",
+                     "--out", str(tmp_path / "rep")]) == 0
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert "bb" in json.dumps(summary)
+
+
+def test_cli_exit_codes_on_bad_input(record, tmp_path, capsys) -> None:
+    # data that cannot be imported
+    assert cli_main(["fit", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "t.json")]) == 2
+    # data that cannot identify the twin (one day): refused with the reason
+    one_day = write_csv(record.data.window(0, 1440), str(tmp_path / "d1"), "p")
+    assert cli_main(["fit", one_day, "--out", str(tmp_path / "t.json")]) == 2
+    assert "refused" in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()
+    # a corrupt twin file
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert cli_main(["replay", str(bad), one_day, "--out", str(tmp_path / "r")]) == 2
+    # settings out of range
+    assert cli_main(["replay", str(bad), one_day, "--isf-scale", "50", "--out", str(tmp_path / "r")]) == 2
+    # argparse errors (missing --out) exit 2 as well
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["fit", one_day])
+    assert exc.value.code == 2

@@ -1,0 +1,132 @@
+"""Validation of the personal twin on virtual patients with known truth (issue 8 acceptance).
+
+For a reference subject: generate ``days`` days of basal-bolus life (CGM noise, carb-counting errors), fit a twin
+to the first ``fit_days`` days, then
+
+* **same therapy**: predict the remaining days open loop from the twin's state at the end of the fit window with
+  the recorded insulin and carbs; compare with the CGM readings (RMSE) and the true time in range (TIR of the
+  simulator's plasma glucose);
+* **changed therapy**: run ``controller`` closed loop on the twin (:func:`trials.personal.replay.closed_loop`) over
+  the same days and compare its TIR with the truth: the same subject, same meals and CGM, switched to the same
+  controller (same settings) at the same minute on the UVA/Padova simulator.
+
+Acceptance: RMSE <= 20 mg/dL, |TIR predicted - TIR true| <= 5 points for both.
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from trials.metrics import glucose_metrics
+
+RMSE_LIMIT_MG_DL = 20.0
+TIR_LIMIT_POINTS = 5.0
+CARB_ERROR_SD_PCT = 10.0
+SUBJECTS: tuple[str, ...] = ("adult#001", "adult#004", "adolescent#003", "adolescent#006", "child#002", "child#005")
+"""The representative set: two reference subjects per group (fixed, not chosen by result)."""
+
+
+@dataclass(frozen=True)
+class SubjectValidation:
+    subject: str
+    seed: int
+    fit_rmse_mg_dl: float
+    fit_cpu_s: float
+    pred_rmse_mg_dl: float
+    pred_bias_mg_dl: float
+    tir_true_pct: float
+    tir_pred_pct: float
+    ctrl_tir_true_pct: float
+    ctrl_tir_twin_pct: float
+
+    @property
+    def tir_error(self) -> float:
+        return self.tir_pred_pct - self.tir_true_pct
+
+    @property
+    def ctrl_tir_error(self) -> float:
+        return self.ctrl_tir_twin_pct - self.ctrl_tir_true_pct
+
+    @property
+    def passed(self) -> bool:
+        return (self.pred_rmse_mg_dl <= RMSE_LIMIT_MG_DL and abs(self.tir_error) <= TIR_LIMIT_POINTS
+                and abs(self.ctrl_tir_error) <= TIR_LIMIT_POINTS)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tir_error": self.tir_error, "ctrl_tir_error": self.ctrl_tir_error,
+                "passed": self.passed}
+
+    def line(self) -> str:
+        return (f"{self.subject:15s} fit RMSE {self.fit_rmse_mg_dl:5.1f}  pred RMSE {self.pred_rmse_mg_dl:5.1f} "
+                f"(bias {self.pred_bias_mg_dl:+5.1f})  TIR true {self.tir_true_pct:5.1f} pred {self.tir_pred_pct:5.1f}"
+                f" ({self.tir_error:+5.1f})  ctrl TIR true {self.ctrl_tir_true_pct:5.1f} twin "
+                f"{self.ctrl_tir_twin_pct:5.1f} ({self.ctrl_tir_error:+5.1f})  fit {self.fit_cpu_s:4.1f} s CPU  "
+                f"{'PASS' if self.passed else 'FAIL'}")
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int = 7,
+                     carb_error_sd_pct: float = CARB_ERROR_SD_PCT, controller: str = "mpc",
+                     scenario: str = "hcl-3day") -> SubjectValidation:
+    from trials.personal.fit import fit_twin
+    from trials.personal.replay import closed_loop, open_loop, settings_from_profile
+    from trials.personal.synthetic import generate
+    from trials.runner import make_controller
+
+    rec = generate(name, days=days, seed=seed, scenario=scenario, carb_error_sd_pct=carb_error_sd_pct)
+    data = rec.data
+    split = fit_days * 1440.0
+    end = days * 1440.0
+    fit_data = data.window(-np.inf, split)
+    c0 = _cpu()
+    fit = fit_twin(fit_data, end_min=split)
+    fit_cpu = _cpu() - c0
+    t0 = fit.t_end_min
+    n = int((end - t0) // 5)
+    # same therapy: open loop on the recorded inputs from the twin's state at the end of the fit window
+    pred = open_loop(fit, fit.theta, data, t0, n, fit.end_state)
+    m = (data.cgm_t_min >= t0) & (data.cgm_t_min < t0 + 5 * n)
+    k = np.clip(np.round((data.cgm_t_min[m] - t0) / 5).astype(int), 0, n - 1)
+    err = pred.glucose_mg_dl[k] - data.cgm_mg_dl[m]
+    true_bg = rec.bg_mg_dl[int(t0):int(t0) + 5 * n:5]
+    tir_true = glucose_metrics(true_bg)["tir_pct"]
+    tir_pred = pred.metrics["tir_pct"]
+    # changed therapy: the controller on the twin vs on the simulated subject (same settings, same meals)
+    tdi = max(fit_data.total_daily_insulin_u(), 1.0)
+    settings = settings_from_profile(data.profile, weight_kg=data.weight_kg or 70.0, tdi_u=tdi)
+    twin_arm = closed_loop(fit, fit.theta, data, t0, n, fit.end_state, make_controller(controller), settings, seed=seed)
+    truth = generate(name, days=days, seed=seed, scenario=scenario, carb_error_sd_pct=carb_error_sd_pct,
+                     controller=make_controller(controller), switch_min=t0, settings=settings)
+    ctrl_true = glucose_metrics(truth.bg_mg_dl[int(t0):int(t0) + 5 * n:5])["tir_pct"]
+    return SubjectValidation(name, seed, fit.rmse_mg_dl, fit_cpu, float(np.sqrt(np.mean(err ** 2))),
+                             float(np.mean(err)), tir_true, tir_pred, ctrl_true, twin_arm.metrics["tir_pct"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="validate the personal twin on reference subjects")
+    ap.add_argument("subjects", nargs="*", default=list(SUBJECTS))
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--carb-error", type=float, default=CARB_ERROR_SD_PCT)
+    ap.add_argument("--controller", default="mpc")
+    args = ap.parse_args(argv)
+    out = []
+    for s in args.subjects:
+        v = validate_subject(s, seed=args.seed, carb_error_sd_pct=args.carb_error, controller=args.controller)
+        print(v.line(), flush=True)
+        out.append(v.to_dict())
+    print(json.dumps(out))
+    return 0 if all(o["passed"] for o in out) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
