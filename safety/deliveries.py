@@ -12,28 +12,46 @@ from typing import Iterable
 
 from safety.commands import DeliveryRecord, DeliveryStatus
 
-__all__ = ["effective_deliveries", "pending_deliveries"]
+__all__ = ["EffectiveDeliveries", "effective_deliveries", "pending_deliveries"]
 
-_RANK = {DeliveryStatus.CONFIRMED: 3, DeliveryStatus.FAILED: 2, DeliveryStatus.UNCERTAIN: 1,
-         DeliveryStatus.COMMANDED: 0}
+_CONFIRMED, _FAILED, _UNCERTAIN = DeliveryStatus.CONFIRMED, DeliveryStatus.FAILED, DeliveryStatus.UNCERTAIN
+
+
+
+class EffectiveDeliveries(tuple):
+    """Records already reduced by :func:`effective_deliveries` (one per command, FAILED dropped). Passing one to the
+    functions of this module and of :mod:`safety.iob` skips the reduction, so the supervisor does it once."""
+
+    __slots__ = ()
+
+
+def _rank(status: DeliveryStatus) -> int:
+    # identity tests: hashing an Enum member costs more than the rest of the loop
+    return 3 if status is _CONFIRMED else 2 if status is _FAILED else 1 if status is _UNCERTAIN else 0
 
 
 def effective_deliveries(deliveries: Iterable[DeliveryRecord]) -> list[DeliveryRecord]:
     """One record per command (CONFIRMED > FAILED > UNCERTAIN > COMMANDED; the later one on ties), FAILED ones
     dropped, records with an empty command id kept one by one; in input order."""
+    if isinstance(deliveries, EffectiveDeliveries):
+        return list(deliveries)
+    return _effective(deliveries)
+
+
+def _effective(deliveries: Iterable[DeliveryRecord]) -> list[DeliveryRecord]:
     best: dict[str, tuple[int, int, DeliveryRecord]] = {}
     keep: list[tuple[int, DeliveryRecord]] = []
     for i, rec in enumerate(deliveries):
         if not rec.command_id:
             keep.append((i, rec))
             continue
-        rank = _RANK[rec.status]
+        rank = _rank(rec.status)
         prev = best.get(rec.command_id)
         if prev is None or rank >= prev[0]:
             best[rec.command_id] = (rank, i if prev is None else prev[1], rec)
     keep.extend((i, rec) for _, i, rec in best.values())
     keep.sort(key=lambda item: item[0])
-    return [rec for _, rec in keep if rec.status is not DeliveryStatus.FAILED]
+    return [rec for _, rec in keep if rec.status is not _FAILED]
 
 
 def pending_deliveries(deliveries: Iterable[DeliveryRecord]) -> list[DeliveryRecord]:

@@ -53,6 +53,3 @@ class JournalCorruptError(JournalError):
         where = f"first bad event seq={first_bad_seq}" if first_bad_seq is not None else "damage not attributable to one event"
         super().__init__(f"journal corrupt: {reason} ({where})")
 
-
-class AutomaticDosingRefused(JournalError):
-    """Automatic dosing is refused until an operator acknowledges a corrupted journal."""

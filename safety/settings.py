@@ -41,6 +41,8 @@ class Schedule:
 
     def at(self, t_min: float, utc_offset_min: float = 0.0) -> float:
         """Value in force at absolute time ``t_min`` (minutes)."""
+        if len(self.entries) == 1:
+            return self.entries[0].value
         mod = minute_of_day(t_min, utc_offset_min)
         value = self.entries[0].value
         for entry in self.entries:
@@ -49,6 +51,18 @@ class Schedule:
             else:
                 break
         return value
+
+    def at_array(self, t_min: "np.ndarray", utc_offset_min: float = 0.0) -> "np.ndarray":
+        """Values in force at each absolute time of ``t_min`` (vectorized :meth:`at`)."""
+        import numpy as np
+
+        t = np.asarray(t_min, dtype=float)
+        if len(self.entries) == 1:
+            return np.full(t.shape, self.entries[0].value)
+        starts = np.array([e.start_min_of_day for e in self.entries])
+        values = np.array([e.value for e in self.entries])
+        mod = np.mod(t + utc_offset_min, 1440.0)
+        return values[np.maximum(np.searchsorted(starts, mod, side="right") - 1, 0)]
 
     @property
     def max_value(self) -> float:

@@ -39,6 +39,7 @@ from safety.commands import (ApprovedCommand, Bolus, BolusKind, CancelBolus, Ins
                              Suspend, TempBasal, _approve)
 from safety.errors import SettingsError
 from safety.guardrails import validate_settings
+from safety.deliveries import EffectiveDeliveries, effective_deliveries
 from safety.iob import active_basal_rate_u_per_h, delivered_last_24h_u, insulin_on_board_u, pending_deliveries
 from safety.readings import MealAnnouncement
 from safety.snapshot import Snapshot
@@ -307,13 +308,14 @@ def supervise(proposal: Proposal, context: SupervisorContext) -> Verdict:
         log.add(Reason.PUMP_OCCLUSION)
     if pump.reservoir_empty:
         log.add(Reason.PUMP_RESERVOIR_EMPTY)
-    pending = pending_deliveries(snap.deliveries)
+    deliveries = EffectiveDeliveries(effective_deliveries(snap.deliveries))  # reduced once, used four times
+    pending = pending_deliveries(deliveries)
     uncertain = bool(pending)
     if uncertain:
         log.add(Reason.DELIVERY_UNCERTAIN, "unreconciled: " + ", ".join(r.command_id or "(pump)" for r in pending))
 
-    iob = insulin_on_board_u(snap.deliveries, s, now)
-    total24 = delivered_last_24h_u(snap.deliveries, s, now)
+    iob = insulin_on_board_u(deliveries, s, now)
+    total24 = delivered_last_24h_u(deliveries, s, now)
     if not (math.isfinite(iob) and math.isfinite(total24)):
         log.add(Reason.DELIVERY_UNCERTAIN, "delivery records are not numeric: insulin on board unknown")
         uncertain, iob, total24 = True, math.inf, math.inf
@@ -369,7 +371,7 @@ def supervise(proposal: Proposal, context: SupervisorContext) -> Verdict:
         fallback = "programmed basal: no valid CGM data for >= 20 min"
     elif proposed is None:
         if no_increase or uncertain:
-            active = active_basal_rate_u_per_h(snap.deliveries, now)
+            active = active_basal_rate_u_per_h(deliveries, now)
             if active is not None and active > sched:
                 log.add(Reason.HIGH_TEMP_CANCELLED, f"running {active:g} U/h > scheduled {sched:g} U/h")
                 basal_cmd = Resume()
