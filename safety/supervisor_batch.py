@@ -61,7 +61,9 @@ def cohort_settings(settings: Sequence[TherapySettings], now_min: float | Sequen
 
 
 def _col(x, n: int, dtype=float) -> np.ndarray:
-    return np.broadcast_to(np.asarray(x, dtype=dtype), (n,)).copy()
+    """``x`` as an (n,) array; nothing below writes into these arrays, so a right-shaped input is used as is."""
+    a = np.asarray(x, dtype=dtype)
+    return a if a.shape == (n,) else np.broadcast_to(a, (n,)).copy()
 
 
 def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_min, glucose_status=None,
@@ -92,13 +94,12 @@ def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_
         reasons = reasons | np.where(mask, _B[reason], np.int64(0))
 
     # ---- CGM gate (mirrors safety.cgm_gate.assess_cgm; sums in the same order)
+    # Rows are sorted by time with missing (NaN) times last, so the previous present reading of a present one is
+    # the column before it: an exact repeat of it is one reading.
     present = np.isfinite(t)
-    pp_t, pp_g, pp_s = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, np.int64)
-    for k in range(k_len):  # an exact repeat of the previous present reading is one reading
-        repeat = present[:, k] & (t[:, k] == pp_t) & (g[:, k] == pp_g) & (st[:, k] == pp_s)
-        p = present[:, k]
-        pp_t, pp_g, pp_s = np.where(p, t[:, k], pp_t), np.where(p, g[:, k], pp_g), np.where(p, st[:, k], pp_s)
-        present[:, k] = p & ~repeat
+    same = np.zeros((n, k_len), bool)
+    same[:, 1:] = present[:, :-1] & (t[:, 1:] == t[:, :-1]) & (g[:, 1:] == g[:, :-1]) & (st[:, 1:] == st[:, :-1])
+    present &= ~same
     with np.errstate(invalid="ignore"):
         flag(np.any(present & (t > now[:, None] + L.CGM_FUTURE_TOLERANCE_MIN), axis=1), Reason.CGM_FUTURE)
         cons = present & (t >= now[:, None] - L.CGM_LOOKBACK_MIN) & (t <= now[:, None] + L.CGM_FUTURE_TOLERANCE_MIN)
@@ -108,33 +109,41 @@ def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_
         low_now = np.where(np.isfinite(g), g < thr[:, None], True)
         lms = cons & (t >= now[:, None] - L.CGM_STALE_MIN) & (np.isfinite(g) | ((st & L.BELOW_RANGE_STATUS) != 0))
 
-    has_cons = np.zeros(n, bool)
-    last_ok = np.zeros(n, bool)
-    lv_t, lv_g = nan.copy(), nan.copy()
-    dup = np.zeros(n, bool)
-    rate_bad = np.zeros(n, bool)
-    last_usable = nan.copy()
-    p_t, p_g, have_p = nan.copy(), nan.copy(), np.zeros(n, bool)  # previous recent reading
-    q_t, q_g, have_q = nan.copy(), nan.copy(), np.zeros(n, bool)  # previous recent valid reading
-    cnt, s_t, s_g = np.zeros(n), np.zeros(n), np.zeros(n)
-    first_rt = nan.copy()
-    for k in range(k_len):
-        tk, gk = t[:, k], g[:, k]
-        c, v, r, rv = cons[:, k], vok[:, k], recent[:, k], rvalid[:, k]
-        has_cons |= c
-        last_ok = np.where(c, v, last_ok)
-        lv_t, lv_g = np.where(v, tk, lv_t), np.where(v, gk, lv_g)
-        with np.errstate(invalid="ignore"):
-            differ = ~((p_g == gk) | (np.isnan(p_g) & np.isnan(gk)))
-            dup |= r & have_p & (tk - p_t < L.CGM_DUPLICATE_WINDOW_MIN) & differ
-            rate_bad |= rv & have_q & (np.abs(gk - q_g) > L.CGM_MAX_RATE_MG_DL_PER_MIN
-                                       * np.maximum(tk - q_t, L.CGM_RATE_MIN_DT_MIN))
-        p_t, p_g, have_p = np.where(r, tk, p_t), np.where(r, gk, p_g), have_p | r
-        q_t, q_g, have_q = np.where(rv, tk, q_t), np.where(rv, gk, q_g), have_q | rv
-        last_usable = np.where(lms[:, k], tk, last_usable)
-        cnt = np.where(rv, cnt + 1.0, cnt)
-        s_t, s_g = np.where(rv, s_t + tk, s_t), np.where(rv, s_g + gk, s_g)
-        first_rt = np.where(rv & np.isnan(first_rt), tk, first_rt)
+    cols = np.arange(k_len)
+    rows = np.arange(n)[:, None]
+
+    def last_index(mask: np.ndarray) -> np.ndarray:
+        """Per row, the index of the last True column up to and including each column (-1 = none yet)."""
+        return np.maximum.accumulate(np.where(mask, cols, -1), axis=1)
+
+    def before(idx: np.ndarray) -> np.ndarray:
+        """The same, strictly before each column."""
+        out = np.full_like(idx, -1)
+        out[:, 1:] = idx[:, :-1]
+        return out
+
+    def at(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return np.where(idx >= 0, a[rows, np.maximum(idx, 0)], np.nan)
+
+    has_cons = cons.any(axis=1)
+    i_c, i_v = last_index(cons)[:, -1], last_index(vok)[:, -1]
+    last_ok = np.where(i_c >= 0, vok[np.arange(n), np.maximum(i_c, 0)], False)
+    lv_t, lv_g = at(t, i_v[:, None])[:, 0], at(g, i_v[:, None])[:, 0]
+    p_idx, q_idx = before(last_index(recent)), before(last_index(rvalid))
+    p_t, p_g, q_t, q_g = at(t, p_idx), at(g, p_idx), at(t, q_idx), at(g, q_idx)
+    with np.errstate(invalid="ignore"):
+        differ = ~((p_g == g) | (np.isnan(p_g) & np.isnan(g)))
+        dup = np.any(recent & (p_idx >= 0) & (t - p_t < L.CGM_DUPLICATE_WINDOW_MIN) & differ, axis=1)
+        rate_bad = np.any(rvalid & (q_idx >= 0) & (np.abs(g - q_g) > L.CGM_MAX_RATE_MG_DL_PER_MIN
+                                                    * np.maximum(t - q_t, L.CGM_RATE_MIN_DT_MIN)), axis=1)
+    last_usable = at(t, last_index(lms)[:, -1:])[:, 0]
+    # running sums in column order (cumsum is sequential), as the scalar gate adds them
+    cnt = np.cumsum(rvalid, axis=1, dtype=float)[:, -1]
+    s_t = np.cumsum(np.where(rvalid, t, 0.0), axis=1)[:, -1]
+    s_g = np.cumsum(np.where(rvalid, g, 0.0), axis=1)[:, -1]
+    first_idx = np.where(rvalid.any(axis=1), np.argmax(rvalid, axis=1), -1)
+    first_rt = at(t, first_idx[:, None])[:, 0]
+    q_t = at(t, last_index(rvalid)[:, -1:])[:, 0]  # the last recent valid reading (for the regression span)
     with np.errstate(invalid="ignore"):
         low_measured = np.any(lms & low_now & (t >= (last_usable - L.CGM_DUPLICATE_WINDOW_MIN)[:, None]), axis=1)
     flag(has_cons & ~last_ok, Reason.CGM_INVALID_VALUE)
@@ -153,12 +162,9 @@ def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_
     have_reg = (cnt >= L.LGS_MIN_READINGS) & (q_t - first_rt >= L.LGS_MIN_SPAN_MIN)
     with np.errstate(invalid="ignore", divide="ignore"):
         mt, mg = s_t / cnt, s_g / cnt
-        sxy, sxx = np.zeros(n), np.zeros(n)
-        for k in range(k_len):
-            rv = rvalid[:, k]
-            dt = t[:, k] - mt
-            sxy = np.where(rv, sxy + dt * (g[:, k] - mg), sxy)
-            sxx = np.where(rv, sxx + dt * dt, sxx)
+        dt = t - mt[:, None]
+        sxy = np.cumsum(np.where(rvalid, dt * (g - mg[:, None]), 0.0), axis=1)[:, -1]
+        sxx = np.cumsum(np.where(rvalid, dt * dt, 0.0), axis=1)[:, -1]
         slope = np.where(have_reg, sxy / sxx, np.nan)
         pred = np.minimum(mg + slope * (now - mt), mg + slope * (now + L.LGS_HORIZON_MIN - mt))
         low_pred = have_reg & (pred < thr)
