@@ -54,6 +54,7 @@ import re
 import shutil
 import sqlite3
 import struct
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -215,8 +216,54 @@ class RestoredState:
     last_t_min: float | None = None
 
 
+class _Live:
+    """The open state of a journal that must be sealed even when the journal is dropped without :meth:`close`.
+
+    SQLite checkpoints the WAL into the main file when the last connection closes, including when an unclosed
+    connection is garbage-collected or finalized at interpreter exit (an uncaught exception, say). Without a new
+    seal that would look like corruption on the next open. The journal's finalizer holds this object (never the
+    journal itself) and does what :meth:`Journal.close` does. Only SIGKILL or power loss skip it, and those skip
+    SQLite's close-time checkpoint as well.
+    """
+
+    __slots__ = ("conn", "last_seq", "last_hash", "path", "seal_path")
+
+    def __init__(self, path: Path, seal_path: Path) -> None:
+        self.conn: sqlite3.Connection | None = None
+        self.last_seq = 0
+        self.last_hash = ""
+        self.path, self.seal_path = path, seal_path
+
+
+def _seal_file(path: Path, seal_path: Path, last_seq: int, last_hash: str) -> None:
+    digest, size = _file_sha256(path)
+    _write_atomic(seal_path, {"state": "sealed", "format": _FORMAT, "sha256": digest, "size": size,
+                              "last_seq": last_seq, "last_hash": last_hash})
+
+
+def _close_dropped(live: _Live, read_only: bool) -> None:
+    """Finalizer of a journal that was not closed: checkpoint, close and seal, as :meth:`Journal.close` does."""
+    conn, live.conn = live.conn, None
+    if conn is None:
+        return
+    try:
+        if not read_only:
+            _write_atomic(live.seal_path, {"state": "unsealed", "format": _FORMAT})
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        if not read_only:
+            _seal_file(live.path, live.seal_path, live.last_seq, live.last_hash)
+    except (sqlite3.Error, OSError):
+        pass  # left unsealed: the next open verifies the chain and re-seals, or reports what it finds
+
+
 class Journal:
     """Append-only hash-chained journal (see the module docstring). Use :meth:`open` or ``Journal(path)``."""
+
+    # The connection and the chain head live in a _Live shared with the finalizer (see _Live).
+    _conn = property(lambda self: self._live.conn, lambda self, v: setattr(self._live, "conn", v))
+    _last_seq = property(lambda self: self._live.last_seq, lambda self, v: setattr(self._live, "last_seq", v))
+    _last_hash = property(lambda self: self._live.last_hash, lambda self, v: setattr(self._live, "last_hash", v))
 
     def __init__(self, path: str | os.PathLike[str], *, checkpoint_every: int = 500, read_only: bool = False,
                  _pending_allowed: bool = True):
@@ -231,7 +278,8 @@ class Journal:
         self.pending_path = self.path.with_name(self.path.name + ".pending")
         self.checkpoint_every = int(checkpoint_every)
         self.corruption: JournalCorruptError | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._live = _Live(self.path, self.seal_path)
+        weakref.finalize(self, _close_dropped, self._live, self.read_only)
         self._pending: Journal | None = None
         self._last_seq = 0
         self._last_hash = ""
@@ -486,9 +534,7 @@ class Journal:
         self._since_checkpoint = 0
 
     def _seal(self) -> None:
-        digest, size = _file_sha256(self.path)
-        _write_atomic(self.seal_path, {"state": "sealed", "format": _FORMAT, "sha256": digest, "size": size,
-                                       "last_seq": self._last_seq, "last_hash": self._last_hash})
+        _seal_file(self.path, self.seal_path, self._last_seq, self._last_hash)
 
     def _close_conn(self) -> None:
         if self._conn is not None:

@@ -4,6 +4,7 @@ operator acknowledges, restore of insulin-on-board inputs, uncertain deliveries 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 import shutil
 import sqlite3
 
@@ -278,3 +279,28 @@ def test_crash_while_creating_the_journal_is_not_corruption(tmp_path):
     j = Journal.open(path)
     assert not j.refuse_automatic_dosing and j.append("reading", 1.0, {}) == 1
     j.close()
+
+
+def test_journal_dropped_without_close_is_sealed_not_reported_corrupt(tmp_path):
+    """SQLite checkpoints when an unclosed connection is finalized; the journal must re-seal, not cry corruption."""
+    import gc
+    import subprocess
+    import sys
+
+    from safety.journal import Journal
+
+    j = Journal.open(tmp_path / "a.db")
+    j.append("reading", 1.0, {"glucose_mg_dl": 120.0})
+    del j
+    gc.collect()
+    again = Journal.open(tmp_path / "a.db")
+    assert again.corruption is None and again.last_seq == 1 and again.verify().ok
+    again.close()
+    # a process that ends by an uncaught exception, without closing its journal
+    code = ("import sys; sys.path.insert(0, %r)\nfrom safety.journal import Journal\n"
+            "j = Journal.open(%r)\nj.append('reading', 1.0, {'v': 1})\nraise SystemExit('crash')\n"
+            % (str(Path(__file__).resolve().parents[2]), str(tmp_path / "b.db")))
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 1
+    after = Journal.open(tmp_path / "b.db")
+    assert after.corruption is None and [e.kind for e in after.events()] == ["reading"]
+    after.close()
