@@ -3,7 +3,7 @@ serial transport (emulators on pseudo-terminals, the runtime as a separate proce
 IDS on a bumble link, the runtime in-process). No faults; the runtime runs with SCHED_FIFO when permitted (as on a
 board), the emulator threads just below it. Target: p99 <= 50 ms.
 
-Usage: .venv/bin/python benchmarks/loop_latency.py [--hours 6] [--speed 600] [--priority 50] [--controller oref]
+Usage: .venv/bin/python benchmarks/loop_latency.py [--hours 12] [--speed 720] [--priority 50] [--controller oref]
 Prints human-readable lines, then one JSON object as the last line (keys ``serial_ms_p99``, ``ble_ms_p99``).
 """
 
@@ -35,8 +35,8 @@ def measure(transport: str, hours: float, speed: float, priority: int, controlle
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hours", type=float, default=6.0, help="simulated hours per transport (default 6)")
-    ap.add_argument("--speed", type=float, default=600.0, help="simulated seconds per real second (default 600)")
+    ap.add_argument("--hours", type=float, default=12.0, help="simulated hours per transport (default 12)")
+    ap.add_argument("--speed", type=float, default=720.0, help="simulated seconds per real second (default 720)")
     ap.add_argument("--priority", type=int, default=50, help="SCHED_FIFO priority of the runtime (0 = none)")
     ap.add_argument("--controller", default="oref", choices=["mpc", "bb", "pid", "oref"])
     ap.add_argument("--transports", default="serial,ble")

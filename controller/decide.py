@@ -16,7 +16,9 @@ no clock, no I/O, no globals other than a cache of built solvers. Steps:
    basal with a reading older than 15 min or insulin on board at the limit. Status is checked; on failure the
    proposal returns to the scheduled basal and says so.
 5. Output: a 30-minute temporary basal at the plan's first rate (suspend when it rounds to zero), the optional meal
-   bolus, the predicted glucose (5-minute steps from ``now``), the estimated states and a reason.
+   bolus or, when glucose is at least 140 mg/dL with a fresh reading, the MPC's automatic correction bolus (its own
+   decision variable, at most 30 % of max bolus, 30 % of the correction need and max IOB minus IOB; none within
+   3 h after an announced meal), the predicted glucose (5-minute steps from ``now``), the estimated states and a reason.
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ class ControllerConfig:
     meal_tau_min: float = 40.0
     disturbance_tau_min: float = 45.0
     isf_rule_mg_dl: float | None = 1800.0
+    auto_bolus: bool = True
+    auto_bolus_min_glucose_mg_dl: float = 140.0
+    auto_bolus_max_fraction_of_max_bolus: float = 0.3
+    auto_bolus_max_reading_age_min: float = 10.0
+    auto_bolus_fraction_of_need: float = 0.3
+    auto_bolus_meal_window_min: float = 180.0
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
@@ -261,6 +269,15 @@ class MPCController:
             u_max = min(u_max, scheduled)
             notes.append(f"insulin on board at the {settings.max_iob_u:.1f} U limit: no increase")
         u_max = max(u_max, 0.0)
+        bolus_max = 0.0
+        recent_meal = any(now - cfg.auto_bolus_meal_window_min <= m.t_min <= now + cfg.meal_bolus_before_min
+                          for m in meals.values())
+        if (cfg.auto_bolus and bolus is None and not recent_meal and last_age <= cfg.auto_bolus_max_reading_age_min
+                and readings[-1][1] >= cfg.auto_bolus_min_glucose_mg_dl
+                and fs.x[IDX_G] >= cfg.auto_bolus_min_glucose_mg_dl):
+            need_u = (readings[-1][1] - settings.target_mg_dl) / settings.isf_at(now) - iob
+            bolus_max = max(0.0, min(cfg.auto_bolus_max_fraction_of_max_bolus * settings.max_bolus_u,
+                                     settings.max_iob_u - max(iob, 0.0), cfg.auto_bolus_fraction_of_need * need_u))
 
         carbs = np.zeros(cfg.mpc.horizon_steps)
         for m in meals.values():
@@ -274,7 +291,7 @@ class MPCController:
             target_mg_dl=target, zone_lo_mg_dl=target - cfg.zone_below_target_mg_dl,
             zone_hi_mg_dl=target + cfg.zone_above_target_mg_dl,
             hypo_mg_dl=settings.suspend_threshold_mg_dl + cfg.hypo_margin_mg_dl,
-            u_max_u_per_h=u_max, warm_start_u_per_h=state.get("plan_u_per_h"),
+            u_max_u_per_h=u_max, warm_start_u_per_h=state.get("plan_u_per_h"), bolus_max_u=bolus_max,
         )
         result: MPCResult = self.solver.solve(inputs)
         glucose_now = float(fs.x[IDX_G])
@@ -303,12 +320,16 @@ class MPCController:
             rate = 0.0
         else:
             basal_cmd = TempBasal(rate, TEMP_BASAL_MAX_DURATION_MIN)
+        auto_u = floor_to_increment(min(result.bolus_u, bolus_max), settings.bolus_increment_u)
+        if bolus is None and auto_u >= settings.bolus_increment_u:
+            bolus = Bolus(auto_u, BolusKind.AUTOMATIC)
         state_out["plan_u_per_h"] = [round(v, 9) for v in result.plan_u_per_h]
         state_out["last_rate_u_per_h"] = rate
         predicted = (round(glucose_now, 2),) + tuple(round(g, 2) for g in result.predicted_glucose_mg_dl)
         action = basal_words(rate, scheduled, TEMP_BASAL_MAX_DURATION_MIN)
         if bolus is not None:
-            action = f"meal bolus {bolus.bolus_u:.2f} U and " + action
+            what = "meal bolus" if bolus.kind is BolusKind.MEAL else "automatic correction bolus"
+            action = f"{what} {bolus.bolus_u:.2f} U and " + action
         reason = decision_reason(glucose_now, trend, iob, predicted, action, notes)
         return state_out, Proposal(now_min=now, basal=basal_cmd, bolus=bolus, predicted_glucose_mg_dl=predicted,
                                    estimated_state=estimated, reason=reason, controller=self.name)

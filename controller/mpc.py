@@ -32,6 +32,7 @@ class MPCInputs:
     hypo_mg_dl: float
     u_max_u_per_h: float
     warm_start_u_per_h: Sequence[float] | None = None
+    bolus_max_u: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class MPCResult:
     eventual_glucose_mg_dl: float = float("nan")
     iterations: int = 0
     solver: str = "python"
+    bolus_u: float = 0.0
 
 
 class MPCSolveError(RuntimeError):
@@ -113,19 +115,23 @@ class MPCSolver:
     def solve(self, inp: MPCInputs) -> MPCResult:
         """Solve one problem; never raises for a numerical failure (returns ``success=False``)."""
         self._ensure()
-        n = self.config.n_moves
+        m = self.config.n_moves
+        n = self.config.n_vars
         try:
             p, a, B, aE, bE = self.parameters(inp)
         except RuntimeError as exc:
             return MPCResult(False, f"condense_error: {exc}".splitlines()[0][:200])
         u_max = float(max(inp.u_max_u_per_h, 0.0))
+        b_max = float(max(inp.bolus_max_u, 0.0))
         w0 = np.full(n, min(float(inp.twin[1]) * 60.0, u_max))
-        if inp.warm_start_u_per_h is not None and len(inp.warm_start_u_per_h) == n:
-            w0 = np.clip(np.asarray(inp.warm_start_u_per_h, dtype=float), 0.0, u_max)
+        w0[m] = 0.0
+        if inp.warm_start_u_per_h is not None and len(inp.warm_start_u_per_h) == m:
+            w0[:m] = np.clip(np.asarray(inp.warm_start_u_per_h, dtype=float), 0.0, u_max)
         if not (np.all(np.isfinite(p)) and np.all(np.isfinite(w0))):
             return MPCResult(False, "non_finite_input")
         lbx = np.zeros(n)
         ubx = np.full(n, u_max)
+        ubx[m] = b_max
         solver_name = "python"
         iterations = 0
         try:
@@ -150,24 +156,27 @@ class MPCSolver:
             return MPCResult(False, status, tuple(float(v) for v in w), iterations=iterations, solver=solver_name)
         if not np.all(np.isfinite(w)):
             return MPCResult(False, "non_finite_solution", iterations=iterations, solver=solver_name)
-        w = np.clip(w, 0.0, u_max)
-        if not self._stationary(w, p, u_max):
+        w = np.clip(w, 0.0, ubx)
+        if not self._stationary(w, p, ubx):
             return MPCResult(False, "not_stationary", tuple(float(v) for v in w), iterations=iterations,
                              solver=solver_name)
         glucose = a + B @ w
         eventual = aE + float(bE @ w)
         if not np.all(np.isfinite(glucose)):
             return MPCResult(False, "non_finite_prediction", iterations=iterations, solver=solver_name)
-        return MPCResult(True, status, tuple(float(v) for v in w), tuple(float(v) for v in glucose),
-                         float(eventual), iterations, solver_name)
+        return MPCResult(True, status, tuple(float(v) for v in w[:m]), tuple(float(v) for v in glucose),
+                         float(eventual), iterations, solver_name, float(w[m]))
 
-    def _stationary(self, w: np.ndarray, p: np.ndarray, u_max: float, tol: float = 1e-4) -> bool:
+    def _stationary(self, w: np.ndarray, p: np.ndarray, ubx: np.ndarray, tol: float = 1e-4) -> bool:
         """First-order optimality for the box: the projected gradient is (nearly) zero."""
         g = np.asarray(self._grad(w, p), dtype=float).ravel()
-        projected = w - np.clip(w - g, 0.0, u_max)
+        projected = w - np.clip(w - g, 0.0, ubx)
         return bool(np.all(np.isfinite(g)) and np.max(np.abs(projected)) <= tol * max(1.0, np.max(np.abs(g))))
 
     def predict(self, plan_u_per_h: Sequence[float], inp: MPCInputs) -> np.ndarray:
-        """Glucose forecast (mg/dL, one per step) of a given plan."""
+        """Glucose forecast (mg/dL, one per step) of a given plan (block rates, optionally then the bolus)."""
         a, B = self.condense(inp)[:2]
-        return a + B @ np.asarray(plan_u_per_h, dtype=float)
+        w = np.zeros(self.config.n_vars)
+        plan = np.asarray(plan_u_per_h, dtype=float)
+        w[: len(plan)] = plan
+        return a + B @ w

@@ -1,7 +1,8 @@
 """Construction of the MPC's nonlinear program in CasADi (SX, single shooting, code-generatable).
 
 Decision variables ``w``: insulin rates (U/h) of ``len(move_blocks)`` move blocks covering the horizon
-(``sum(move_blocks)`` steps of ``dt_min``); only the first block is applied, the rest shape the plan.
+(``sum(move_blocks)`` steps of ``dt_min``), then an automatic bolus now (U; its upper bound is 0 when automatic
+boluses are not allowed); only the first block (and the bolus) is applied, the rest shapes the plan.
 
 Condensing: for a given initial state the twin is linear in the plan, so a separate SX function
 (:func:`build_condenser`, a fixed-step RK4 rollout of the twin) gives the forecast ``G = a + B w`` and the eventual
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from patient_model.bergman_twin import IDX_G, IDX_S, N_PARAMS, N_STATES, eventual_glucose, rk4_step
+from patient_model.bergman_twin import IDX_G, IDX_ISC1, IDX_S, N_PARAMS, N_STATES, eventual_glucose, rk4_step
 
 GLUCOSE_SCALE_MG_DL = 50.0
 HINGE_EPS = 2.0 / GLUCOSE_SCALE_MG_DL
@@ -54,6 +55,7 @@ class MPCConfig:
     w_eventual_lo: float = 5.0
     w_u: float = 0.02
     w_du: float = 0.005
+    w_bolus: float = 1.0
     max_iter: int = 30
     tol: float = 1e-8
 
@@ -64,6 +66,11 @@ class MPCConfig:
     @property
     def n_moves(self) -> int:
         return len(self.move_blocks)
+
+    @property
+    def n_vars(self) -> int:
+        """Decision variables: one rate per move block, then the automatic bolus now (U)."""
+        return len(self.move_blocks) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +84,7 @@ class ParameterLayout:
     """
 
     n_steps: int
-    n_moves: int
+    n_vars: int
     a: slice = field(init=False)
     B: slice = field(init=False)
     ap: slice = field(init=False)
@@ -90,7 +97,7 @@ class ParameterLayout:
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        n, m = self.n_steps, self.n_moves
+        n, m = self.n_steps, self.n_vars
         o = 0
         object.__setattr__(self, "a", slice(o, o + n)); o += n
         object.__setattr__(self, "B", slice(o, o + n * m)); o += n * m
@@ -106,12 +113,12 @@ class ParameterLayout:
     def pack(self, a: np.ndarray, B: np.ndarray, ap: np.ndarray, Bp: np.ndarray, aE: float, bE: np.ndarray,
              u_prev_u_per_h: float, basal_u_per_h: float, target_mg_dl: float, zone_lo_mg_dl: float,
              zone_hi_mg_dl: float, hypo_mg_dl: float) -> np.ndarray:
-        """The parameter vector (``B``, ``Bp`` are (n_steps, n_moves), stored column-major like CasADi)."""
+        """The parameter vector (``B``, ``Bp`` are (n_steps, n_vars), stored column-major like CasADi)."""
         p = np.zeros(self.size)
         p[self.a] = np.asarray(a, dtype=float).ravel()
-        p[self.B] = np.asarray(B, dtype=float).reshape(self.n_steps, self.n_moves).ravel(order="F")
+        p[self.B] = np.asarray(B, dtype=float).reshape(self.n_steps, self.n_vars).ravel(order="F")
         p[self.ap] = np.asarray(ap, dtype=float).ravel()
-        p[self.Bp] = np.asarray(Bp, dtype=float).reshape(self.n_steps, self.n_moves).ravel(order="F")
+        p[self.Bp] = np.asarray(Bp, dtype=float).reshape(self.n_steps, self.n_vars).ravel(order="F")
         p[self.aE] = aE
         p[self.bE] = np.asarray(bE, dtype=float).ravel()
         p[self.u_prev] = u_prev_u_per_h
@@ -121,7 +128,7 @@ class ParameterLayout:
 
 
 def layout_for(config: MPCConfig) -> ParameterLayout:
-    return ParameterLayout(config.horizon_steps, config.n_moves)
+    return ParameterLayout(config.horizon_steps, config.n_vars)
 
 
 def _hinge(x: Any) -> Any:
@@ -131,8 +138,10 @@ def _hinge(x: Any) -> Any:
 
 
 def _rollout(ca: Any, w: Any, x0: Any, tw: Any, carbs: Any, config: MPCConfig) -> list[Any]:
-    """States along the horizon (list of SX vectors, x_1..x_N) for the block rates ``w`` (U/h)."""
-    x = x0
+    """States along the horizon (list of SX vectors, x_1..x_N) for the block rates ``w[:m]`` (U/h) and the
+    automatic bolus ``w[m]`` (U, into the first depot now)."""
+    m = config.n_moves
+    x = ca.vertcat(x0[:IDX_ISC1], x0[IDX_ISC1] + w[m], x0[IDX_ISC1 + 1:])
     xs = []
     k = 0
     for j, length in enumerate(config.move_blocks):
@@ -153,14 +162,14 @@ def build_condenser(config: MPCConfig, name: str = "twinloop_condense") -> Any:
     import casadi as ca
 
     n = config.horizon_steps
-    w = ca.SX.sym("w", config.n_moves)
+    w = ca.SX.sym("w", config.n_vars)
     x0 = ca.SX.sym("x0", N_STATES)
     tw = ca.SX.sym("twin", N_PARAMS)
     carbs = ca.SX.sym("carbs", n)
     xs = _rollout(ca, w, x0, tw, carbs, config)
     g = ca.vertcat(*[x[IDX_G] for x in xs])
     e = eventual_glucose(xs[-1], tw)
-    zero = ca.DM.zeros(config.n_moves)
+    zero = ca.DM.zeros(config.n_vars)
     a = ca.substitute(g, w, zero)
     B = ca.jacobian(g, w)
     aE = ca.substitute(e, w, zero)
@@ -178,8 +187,8 @@ def build_nlp(config: MPCConfig) -> tuple[dict[str, Any], ParameterLayout]:
     import casadi as ca
 
     layout = layout_for(config)
-    n, m = config.horizon_steps, config.n_moves
-    w = ca.SX.sym("u_u_per_h", m)
+    n, m = config.horizon_steps, config.n_vars
+    w = ca.SX.sym("w", m)
     p = ca.SX.sym("p", layout.size)
     a = p[layout.a]
     B = ca.reshape(p[layout.B], n, m)
@@ -199,6 +208,8 @@ def build_nlp(config: MPCConfig) -> tuple[dict[str, Any], ParameterLayout]:
     for j, length in enumerate(config.move_blocks):
         cost += config.w_u * length * hstep * ((w[j] - ub_h) / u_scale) ** 2
     cost += config.w_du * ((w[0] - p[layout.u_prev]) / u_scale) ** 2
+    # a bolus B costs like delivering it as a 2B U/h rise over 30 minutes
+    cost += config.w_bolus * 2.0 * config.w_u * (w[config.n_moves] / u_scale) ** 2
     return {"x": w, "p": p, "f": cost}, layout
 
 

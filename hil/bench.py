@@ -304,6 +304,8 @@ def _minute_loop(run: BenchRun, clock: Any, patient: VirtualPatient, devices: di
     meal_threads: list[threading.Thread] = []
     requests = opts.requests if opts.requests is not None else [
         {"t_min": 21, "op": "meal", "carbs_g": 30.0}, {"t_min": 101, "op": "bolus", "bolus_u": 0.5}]
+    _sleep_until(clock.monotonic_at(0))
+    pump.take_delivered_u()  # the basal of the warm-up (negative simulated time) never reaches the patient
     for m in range(minutes):
         _sleep_until(clock.monotonic_at(m + 1))
         now = m + 1
@@ -496,6 +498,9 @@ class InProcessRuntime:
         from twinloop.runtime.service import service_from_config
 
         cfg = cfgmod.load(self.config)
+        if cfg.realtime.enabled and cfg.realtime.freeze_gc and self.starts == 0:
+            from twinloop.runtime import realtime
+            realtime.freeze_gc()  # as `twinloop run` does: collections only in slack time
 
         async def go() -> None:
             import asyncio
@@ -653,5 +658,9 @@ def run_ble(opts: BenchOptions) -> BenchRun:
         lt.run(air.close())
         lt.stop()
         restore_policy()
+        if opts.realtime_priority > 0:
+            import gc
+            gc.unfreeze()
+            gc.enable()
         run.real_s = time.monotonic() - t_real0
     return run

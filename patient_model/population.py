@@ -158,7 +158,7 @@ def _drop_after_1u(params: UvaPadovaParams, n_min: int = FASTING_MIN) -> tuple[n
         ins = basal.copy()
         if t == 0:
             ins[n:] += 1.0
-        sim._step_unchecked(zeros, ins)
+        sim.step(zeros, ins)
         bg = sim.bg_mg_dl
         np.maximum(dev, np.abs(bg - both.Gb), out=dev)
         if t < BOLUS_MIN:

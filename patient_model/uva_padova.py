@@ -36,7 +36,8 @@ glucose/meal states (x0..x4, x12) are advanced with classical RK4 in ``n_substep
 using the exact insulin trajectory (X and Id) at the RK4 stage times. The non-negativity guards of simglucose
 (derivative set to 0 while the state is negative, for x3, x4, x5, x9, x10, x11, x12) are applied in the RK4
 stages; in the exact linear part they never bind, because with non-negative inputs those states cannot become
-negative.
+negative. By default the two exponentials of the gastric-emptying curve are evaluated in float32 (``fast_exp``),
+which changes glucose by less than 1e-6 mg/dL and makes a step about 30 % faster.
 """
 
 from __future__ import annotations
@@ -299,6 +300,8 @@ class CohortSimulator:
         options: optional physiology (:class:`patient_model.physiology.PhysiologyOptions`); default all off.
         seed: seeds the random parts of the optional physiology (unused when it is off).
         n_substeps: RK4 substeps per minute for the glucose/meal states (default 2).
+        fast_exp: evaluate the exponentials of the gastric-emptying curve in float32 (SIMD, about 3x faster;
+            changes glucose by < 1e-4 mg/dL, see the tests); False for float64 throughout.
     """
 
     def __init__(
@@ -309,6 +312,7 @@ class CohortSimulator:
         options: PhysiologyOptions | None = None,
         seed: int = 0,
         n_substeps: int = 2,
+        fast_exp: bool = True,
     ) -> None:
         if not isinstance(n_substeps, int) or n_substeps < 1:
             raise InvalidParameterError(f"n_substeps must be a positive integer, got {n_substeps!r}")
@@ -322,6 +326,7 @@ class CohortSimulator:
         self.state = state
         self.t_min = float(t0_min)
         self.n_substeps = n_substeps
+        self.fast_exp = bool(fast_exp)
         self.seed = seed
         self._options = options
         self._physiology: PhysiologyModifier | None = None
@@ -337,6 +342,7 @@ class CohortSimulator:
         self.last_foodtaken_mg = np.zeros(n)
         self.last_cho_g_per_min = np.zeros(n)
         self._anyone_ate_last_minute = False
+        self._meal_idle = False
 
         self._build_linear()
         self._build_buffers()
@@ -378,6 +384,7 @@ class CohortSimulator:
         self._coef2 = np.zeros((2, n))  # 2 * aa, 2 * cc (1/mg)
         self._shift2 = np.zeros((2, n))  # b * D, d * D (mg)
         self._e2 = np.empty((2, n))
+        self._e32: np.ndarray | None = np.empty((2, n), dtype=np.float32) if self.fast_exp else None
         self._dk = p.kmax - p.kmin
         self._ra_coef = p.f * p.kabs / p.BW
         self._aa_coef = 5.0 / (1.0 - p.b)  # 2 * aa * D
@@ -485,6 +492,10 @@ class CohortSimulator:
         y[:5] = st[:5]
         y[5] = st[12]
         vx, eg = self._stage_vmxx, self._stage_egp0
+        # empty stomach and gut and no CHO for everybody: meal derivatives and Ra are exactly 0 all minute
+        self._meal_idle = not self._d_mg.any() and not y[:3].any()
+        if self._meal_idle:
+            self._k[:3] = 0.0
         with np.errstate(over="ignore"):
             self._rk4(y, vx, eg)
         st[:5] = y[:5]
@@ -517,23 +528,27 @@ class CohortSimulator:
             acc *= h / 6
             y += acc
 
-    def _rhs(self, y: np.ndarray, vmx_x: np.ndarray, egp0: np.ndarray, out: np.ndarray) -> None:
-        """Derivatives of (qsto1, qsto2, qgut, Gp, Gt, Gs) into ``out``.
+    def _meal_rhs(self, y: np.ndarray, out: np.ndarray) -> None:
+        """Derivatives of (qsto1, qsto2, qgut) into ``out[:3]``.
 
-        ``vmx_x`` is Vmx * X and ``egp0`` is kp1 - kp3 * Id at the same time (from the exact insulin subsystem).
+        Gastric emptying kgut(qsto) = kmin + (kmax - kmin)/2 (tanh(A) - tanh(C) + 2) with A = aa (qsto - b D),
+        C = cc (qsto - d D); using tanh(u) = 1 - 2 / (1 + exp(2u)) (one exp each, faster than np.tanh):
+        kgut = kmax + (kmax - kmin) (1 / (1 + exp(2C)) - 1 / (1 + exp(2A))). exp may overflow to inf, which gives
+        the exact limit (the caller silences the warning).
         """
         p = self.params
-        t1, t2, t3, t4 = self._t
-        q1, q2, qg, gp, gt, gs = y
-        # gastric emptying rate kgut(qsto) = kmin + (kmax - kmin)/2 (tanh(A) - tanh(C) + 2) with
-        # A = aa (qsto - b D), C = cc (qsto - d D); using tanh(u) = 1 - 2 / (1 + exp(2u)) (one exp each, faster than
-        # np.tanh): kgut = kmax + (kmax - kmin) (1 / (1 + exp(2C)) - 1 / (1 + exp(2A))). exp may overflow to inf,
-        # which gives the exact limit (the caller silences the warning).
+        t1, t2, t3, _ = self._t
+        q1, q2, qg = y[0], y[1], y[2]
         e = self._e2  # rows: A and C terms, computed together
         np.add(q1, q2, out=t1)
         np.subtract(t1, self._shift2, out=e)
         e *= self._coef2
-        np.exp(e, out=e)
+        if self._e32 is None:
+            np.exp(e, out=e)
+        else:  # float32 exp is SIMD-vectorized (3x faster); relative error ~1e-6 in exp, ~1e-7 in kgut
+            np.copyto(self._e32, e, casting="same_kind")
+            np.exp(self._e32, out=self._e32)
+            np.copyto(e, self._e32)
         e += 1.0
         np.reciprocal(e, out=e)
         np.subtract(e[1], e[0], out=t1)
@@ -545,12 +560,27 @@ class CohortSimulator:
         np.subtract(t1, t2, out=out[1])
         np.multiply(p.kabs, qg, out=t3)
         np.subtract(t2, t3, out=out[2])
+
+    def _rhs(self, y: np.ndarray, vmx_x: np.ndarray, egp0: np.ndarray, out: np.ndarray) -> None:
+        """Derivatives of (qsto1, qsto2, qgut, Gp, Gt, Gs) into ``out``.
+
+        ``vmx_x`` is Vmx * X and ``egp0`` is kp1 - kp3 * Id at the same time (from the exact insulin subsystem).
+        While ``_meal_idle`` (nothing in stomach or gut and no CHO, for every subject) the meal derivatives and Ra
+        are exactly 0 and are not computed.
+        """
+        p = self.params
+        t1, t2, t3, t4 = self._t
+        qg, gp, gt, gs = y[2], y[3], y[4], y[5]
+        meal_active = not self._meal_idle
+        if meal_active:
+            self._meal_rhs(y, out)
         # plasma glucose: max(EGP, 0) + Ra - Fsnc - E - (k1 Gp - k2 Gt)
         np.multiply(p.kp2, gp, out=t1)
         np.subtract(egp0, t1, out=t1)
         np.maximum(t1, 0.0, out=t1)
-        np.multiply(self._ra_coef, qg, out=t2)
-        t1 += t2
+        if meal_active:
+            np.multiply(self._ra_coef, qg, out=t2)
+            t1 += t2
         t1 -= p.Fsnc
         np.subtract(gp, p.ke2, out=t2)
         np.maximum(t2, 0.0, out=t2)
@@ -561,7 +591,7 @@ class CohortSimulator:
         t3 -= t2  # k1 Gp - k2 Gt
         np.subtract(t1, t3, out=out[3])
         # tissue glucose: -(Vm0 + Vmx X) Gt / (Km0 + Gt) + k1 Gp - k2 Gt
-        if self._hypo:
+        if self._hypo and self._physiology is not None:
             np.multiply(vmx_x, self._physiology.hypo_factor(gp, p.Vg, p.Gb), out=t1)
             t1 += p.Vm0
         else:
@@ -633,6 +663,7 @@ class CohortSimulator:
             options=self._options,
             seed=self.seed,
             n_substeps=self.n_substeps,
+            fast_exp=self.fast_exp,
         )
         sim.last_qsto_mg = self.last_qsto_mg[idx].copy()
         sim.last_foodtaken_mg = self.last_foodtaken_mg[idx].copy()

@@ -6,7 +6,9 @@ how the tasks ran (chunks are fixed by the trial spec, never by the number of wo
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Sequence
 
@@ -34,12 +36,54 @@ def execute(fn: Callable, tasks: Sequence, *, workers: int = 1, scheduler=None, 
         for task in tasks:
             done(fn(task, advance) if advance is not None else fn(task))
     else:
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-            futures = [pool.submit(fn, task) for task in tasks]
+        _run_local(fn, tasks, workers, done, getattr(progress, "advance", None))
+    return total
+
+
+_PROGRESS_QUEUE = None
+
+
+def _init_worker(queue) -> None:
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = queue
+
+
+def _report(patient_days: float) -> None:
+    if _PROGRESS_QUEUE is not None:
+        _PROGRESS_QUEUE.put(patient_days)
+
+
+def _call_with_progress(fn: Callable, task):
+    return fn(task, _report)
+
+
+def _run_local(fn: Callable, tasks: Sequence, workers: int, done: Callable[[dict], None], advance) -> None:
+    """Tasks on local worker processes; patient-days done inside tasks come back through a queue for the bar."""
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    queue = ctx.Queue() if advance is not None else None
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            try:
+                advance(queue.get(timeout=0.2))
+            except Exception:  # noqa: BLE001 - queue.Empty, or the queue closed at the end
+                continue
+
+    reader = threading.Thread(target=drain, daemon=True) if queue is not None else None
+    if reader is not None:
+        reader.start()
+    call = functools.partial(_call_with_progress, fn) if queue is not None else fn
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+                                 initializer=_init_worker, initargs=(queue,)) as pool:
+            futures = [pool.submit(call, task) for task in tasks]
             for fut in as_completed(futures):
                 done(fut.result())
-    return total
+    finally:
+        stop.set()
+        if reader is not None:
+            reader.join(timeout=1.0)
 
 
 def _run_dask(fn: Callable, tasks: Sequence, scheduler, done: Callable[[dict], None]) -> None:

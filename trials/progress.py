@@ -31,8 +31,9 @@ class ProgressBar:
 
     def __call__(self, record: dict) -> None:
         self.subjects_done += int(record.get("subjects", 0))
-        self.days_done += float(record.get("patient_days", 0.0))
-        self._partial = 0.0
+        days = float(record.get("patient_days", 0.0))
+        self.days_done += days
+        self._partial = max(0.0, self._partial - days)  # that task's in-task reports are now counted as done
         self._draw(force=self.subjects_done >= self.n_subjects)
 
     def _draw(self, force: bool = False) -> None:

@@ -130,6 +130,8 @@ def _metrics_table(columns: list[tuple[str, dict]], with_targets: bool = True, b
     rows = []
     for key, label, unit, dec, lower in ROWS:
         vals = [m.get(key) for _, m in columns]
+        if all(v is None for v in vals) and not all(key in m for _, m in columns):
+            continue  # e.g. insulin in the CGM table
         best_i = None
         nums = [v for v in vals if v is not None]
         if best and lower is not None and len(nums) > 1 and len(set(nums)) > 1:

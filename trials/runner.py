@@ -231,7 +231,7 @@ def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, *, workers: int = 1, 
                 for f in d.iterdir():
                     f.unlink()
     done_days = execute(run_task, tasks, workers=workers, scheduler=scheduler, progress=bar)
-    bar.close()
+    getattr(bar, "close", lambda: None)()
     t_sim = time.perf_counter() - t0
     summary_path = write_outputs(out, spec, resolved_seed(spec), [s.name for s in subjects],
                                  [s.group for s in subjects])

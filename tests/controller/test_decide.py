@@ -274,3 +274,22 @@ def test_cli_decide_bad_input_exits_2(tmp_path, capsys):
     bad.write_text("{not json")
     assert main(["decide", str(bad)]) == 2
     assert "bad input" in capsys.readouterr().err
+
+
+def test_automatic_correction_bolus_is_bounded_by_the_need(ctl):
+    snap = fx.scenarios()["rising_high"]
+    _, p = decide_fresh(ctl, snap)
+    assert p.bolus is not None and p.bolus.kind is BolusKind.AUTOMATIC
+    s = snap.settings
+    need = (snap.readings[-1].glucose_mg_dl - s.target_mg_dl) / s.isf_at(snap.now_min) - \
+        p.estimated_state["insulin_on_board_u"]
+    assert 0.0 < p.bolus.bolus_u <= ctl.config.auto_bolus_fraction_of_need * need + 1e-9
+    assert "automatic correction bolus" in p.reason
+
+
+def test_no_automatic_bolus_below_the_threshold_or_when_disabled(ctl):
+    _, p = decide_fresh(ctl, fx.scenarios()["steady_in_range"])
+    assert p.bolus is None
+    off = MPCController(dataclasses.replace(ctl.config, auto_bolus=False))
+    _, p = decide_fresh(off, fx.scenarios()["rising_high"])
+    assert p.bolus is None

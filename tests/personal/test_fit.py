@@ -25,7 +25,7 @@ def record():
 
 @pytest.fixture(scope="module")
 def fitted(record):
-    return fit_twin(record.data, mcmc_samples=40, seed=1)
+    return fit_twin(record.data, mcmc_samples=150, seed=1)
 
 
 def test_fit_reproduces_the_record(record, fitted) -> None:
@@ -37,7 +37,7 @@ def test_fit_reproduces_the_record(record, fitted) -> None:
     for row in fitted.parameter_table():
         assert row["low95"] <= row["map"] <= row["high95"], row
     # MCMC samples are seeded, inside the bounds and move
-    assert fitted.samples.shape == (40, pt.N_FIT)
+    assert fitted.samples.shape == (150, pt.N_FIT)
     assert np.ptp(np.log(fitted.samples), axis=0).max() > 0.0
     # the fitted end state is a finite twin state at the end of the window
     assert fitted.end_state.shape == (pt.N_TWIN_STATES,) and np.all(np.isfinite(fitted.end_state))

@@ -19,7 +19,7 @@ COHORT = "adult#001,child#001,adolescent#001"
 @pytest.fixture(scope="module")
 def small_trial(tmp_path_factory):
     out = tmp_path_factory.mktemp("trial")
-    spec = TrialSpec(cohort=COHORT, controllers=("bb", "oref"), chunk_size=2)
+    spec = TrialSpec(cohort=COHORT, controllers=("bb", "oref"))
     result = run_trial(spec, out, progress=False)
     return spec, out, result
 
@@ -136,9 +136,14 @@ def serial_reference(tmp_path_factory):
 
 
 def test_same_seed_same_bytes_serial_workers_dask(serial_reference, tmp_path):
+    from trials.progress import ProgressBar
+
     out, reference = serial_reference
-    run_trial(DET_SPEC, tmp_path / "w2", workers=2, progress=False, report=False)
+    buf = io.StringIO()
+    bar = ProgressBar(n_subjects=2, days=1.0, stream=buf)
+    run_trial(DET_SPEC, tmp_path / "w2", workers=2, progress=bar, report=False)
     assert (tmp_path / "w2" / "summary.json").read_bytes() == reference
+    assert "2/2 patients" in buf.getvalue()  # progress came back from the worker processes
     _dask_roundtrip(DET_SPEC, reference, tmp_path, processes=False)
 
 

@@ -31,6 +31,11 @@ BURN_IN_MIN = 180.0
 MIN_DAYS = 2.0
 MIN_CGM_COVERAGE = 0.6
 LOG_BOUND = 2.5  # theta within e^-2.5 .. e^2.5 of the prior median (about x0.08 .. x12)
+MEAL_ERROR_LOG_SD = 0.15
+"""Prior SD of each carb entry's own error (log scale, ~15 %): every entry's carbs are multiplied by ``exp(e_i)``,
+``e_i ~ N(0, 0.15^2)``, estimated with the parameters (random effects), so that one miscounted meal does not bend
+the patient's sensitivity or carb factors. The effects are nuisance variables: not part of the twin."""
+MEAL_ERROR_BOUND = 0.7
 
 
 class FitRefusedError(ValueError):
@@ -58,6 +63,8 @@ class TwinFit:
         rmse_mg_dl, mard_pct: goodness of fit of the fitted trace against the CGM readings used.
         n_readings: CGM readings in the likelihood.
         notes: what the fit reports (e.g. parameters left at their prior because the data said nothing).
+        carb_error_log_sd: the estimated spread of the entries' carb-counting errors (log scale), from the
+            per-entry random effects; used to put carb-counting uncertainty into predictions.
     """
 
     base: bt.TwinParams
@@ -72,6 +79,7 @@ class TwinFit:
     notes: tuple[str, ...] = ()
     end_state: np.ndarray = field(default_factory=lambda: np.zeros(pt.N_TWIN_STATES))
     t_end_min: float = 0.0
+    carb_error_log_sd: float = MEAL_ERROR_LOG_SD
 
     @property
     def sd_log(self) -> np.ndarray:
@@ -135,32 +143,42 @@ class _Problem:
 
         x = ca.SX.sym("x", pt.N_TWIN_STATES)
         d = ca.SX.sym("d", 4)      # u, effective carbs impulse (g), S, tau_m
-        q = ca.SX.sym("q", 6)      # tau_i, tau_x, gb, sg, tau_x2, frac2
+        q = ca.SX.sym("q", 7)      # tau_i, tau_x, gb, sg, tau_x2, frac2, km
         xs = ca.vertcat(x[0], x[1], x[2], x[3], x[4] + d[1], x[5], x[6], d[2], x[8])
         p = [base.target_mg_dl, base.basal_u_per_min, base.sx_per_u, 1.0 / q[1], q[0], d[3],
              base.kc_mg_dl_per_g, base.disturbance_tau_min]
-        xn = pt.rk4(xs, d[0], p, [q[2], q[3], q[4], q[5]], lambda v: ca.vertcat(*v))
+        xn = pt.rk4(xs, d[0], p, [q[2], q[3], q[4], q[5], q[6]], lambda v: ca.vertcat(*v))
         step = ca.Function("step", [x, d, q], [xn])
         sim = step.mapaccum("sim", n_steps)
 
-        z = ca.MX.sym("z", pt.N_FIT)
-        th = ca.exp(z)
         inp = self.inputs
+        meal_steps = np.flatnonzero(inp.carbs_g > 0)
+        self.n_meals = int(meal_steps.size)
+        self.n_z = pt.N_FIT + self.n_meals
+        z = ca.MX.sym("z", self.n_z)
+        th = ca.exp(z[:pt.N_FIT])
+        e = z[pt.N_FIT:]
         block = pt.isf_block(t0_min + pt.DT_MIN * np.arange(n_steps))
         s_row = ca.mtimes(ca.DM(np.eye(4)[block]), th[pt.I_ISF]).T
         cf_row = (ca.DM(inp.carbs_g).T) * ca.mtimes(ca.DM(np.eye(4)[inp.meal_index]), th[pt.I_CF]).T
+        if self.n_meals:
+            sel = np.zeros((n_steps, self.n_meals))
+            sel[meal_steps, np.arange(self.n_meals)] = 1.0
+            cf_row = cf_row * ca.exp(ca.mtimes(ca.DM(sel), e)).T
         tau_row = ca.mtimes(ca.DM(np.eye(4)[inp.current_meal]), th[pt.I_TAU_M]).T
         D = ca.vertcat(ca.DM(inp.insulin_u_per_min).T, cf_row, s_row, tau_row)
         isc = base.basal_u_per_min * th[pt.I_TAU_I]
         x0 = ca.vertcat(x0_glucose, 0, isc, isc, 0, 0, 0, 1, 0)
         glob = pt.global_vector(th)
-        q_val = ca.vertcat(th[pt.I_TAU_I], th[pt.I_TAU_X], glob[0], glob[1], glob[2], glob[3])
+        q_val = ca.vertcat(th[pt.I_TAU_I], th[pt.I_TAU_X], *glob)
         traj = sim(x0, D, q_val)                       # 8 x K
         g = traj[0, :].T
         g_at = g[self.idx.tolist()]
         prior_mu = np.log(np.array(pt.PRIOR_MEAN))
         self.prior_mu, self.prior_sd = prior_mu, np.array(pt.PRIOR_LOG_SD)
-        r = ca.vertcat((g_at - ca.DM(self.cgm)) / CGM_SD_MG_DL, (z - ca.DM(prior_mu)) / ca.DM(self.prior_sd))
+        w_prior = ca.DM(pt.prior_sqrt_information())
+        r = ca.vertcat((g_at - ca.DM(self.cgm)) / CGM_SD_MG_DL,
+                       ca.mtimes(w_prior, z[:pt.N_FIT] - ca.DM(prior_mu)), e / MEAL_ERROR_LOG_SD)
         self.f_r = ca.Function("r", [z], [r])
         self.f_j = ca.Function("j", [z], [ca.jacobian(r, z)])
         self.f_traj = ca.Function("traj", [z], [traj])
@@ -195,16 +213,21 @@ def fit_twin(data: PatientData, *, mcmc_samples: int = 0, seed: int = 0, weight_
     t0 = float(np.floor(data.cgm_t_min[0] / pt.DT_MIN) * pt.DT_MIN)
     n_steps = int(np.ceil((data.cgm_t_min[-1] - t0) / pt.DT_MIN)) + 1
     prob = _Problem(data, base, t0, n_steps, float(data.cgm_mg_dl[0]))
-    z0 = prob.prior_mu.copy()
-    lo, hi = z0 - LOG_BOUND, z0 + LOG_BOUND
+    z0 = np.concatenate([prob.prior_mu, np.zeros(prob.n_meals)])
+    lo = np.concatenate([prob.prior_mu - LOG_BOUND, np.full(prob.n_meals, -MEAL_ERROR_BOUND)])
+    hi = np.concatenate([prob.prior_mu + LOG_BOUND, np.full(prob.n_meals, MEAL_ERROR_BOUND)])
     res = least_squares(prob.residuals, z0, jac=prob.jacobian, bounds=(lo, hi), method="trf", x_scale="jac",
                         max_nfev=200, xtol=1e-8, ftol=1e-8)
     if res.status <= 0 or not np.all(np.isfinite(res.x)):
         raise FitFailedError(f"MAP optimisation failed: status {res.status}: {res.message}")
-    z = res.x
-    jac = prob.jacobian(z)
+    z_full = res.x
+    jac = prob.jacobian(z_full)
     hess = jac.T @ jac
-    cov = np.linalg.pinv(hess)
+    cov_full = np.linalg.pinv(hess)
+    z, cov = z_full[:pt.N_FIT], cov_full[:pt.N_FIT, :pt.N_FIT]
+    e_map = z_full[pt.N_FIT:]
+    carb_sd = (float(np.sqrt(np.mean(e_map ** 2 + np.diag(cov_full)[pt.N_FIT:]))) if e_map.size
+               else MEAL_ERROR_LOG_SD)
     sd_post = np.sqrt(np.clip(np.diag(cov), 0, None))
     # Identifiability: the data must narrow the prior of the core parameters (overall sensitivity, basal glucose).
     ratio = sd_post / prob.prior_sd
@@ -216,16 +239,16 @@ def fit_twin(data: PatientData, *, mcmc_samples: int = 0, seed: int = 0, weight_
     for i, name in enumerate(pt.FIT_PARAM_NAMES):
         if ratio[i] > 0.9:
             notes.append(f"{name}: not informed by the data, prior used")
-    traj = np.asarray(prob.f_traj(z))
+    traj = np.asarray(prob.f_traj(z_full))
     g = traj[0, prob.idx]
     rmse = float(np.sqrt(np.mean((g - prob.cgm) ** 2)))
     mard = float(np.mean(np.abs(g - prob.cgm) / prob.cgm) * 100.0)
     samples = np.zeros((0, pt.N_FIT))
     if mcmc_samples > 0:
-        samples = np.exp(_metropolis(prob, z, cov, mcmc_samples, seed, lo, hi))
+        samples = np.exp(_metropolis(prob, z_full, cov_full, mcmc_samples, seed, lo, hi)[:, :pt.N_FIT])
     x0 = pt.initial_state(base, np.exp(z), prob.x0_glucose)
     return TwinFit(base, np.exp(z), cov, t0, x0, rmse, mard, int(prob.cgm.size), samples, tuple(notes),
-                   traj[:, -1].copy(), t0 + pt.DT_MIN * n_steps)
+                   traj[:, -1].copy(), t0 + pt.DT_MIN * n_steps, carb_sd)
 
 
 def _metropolis(prob: _Problem, z_map: np.ndarray, cov: np.ndarray, n: int, seed: int,

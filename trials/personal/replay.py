@@ -131,6 +131,22 @@ def open_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_s
                      glucose_metrics(g))
 
 
+def open_loop_ensemble(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_steps: int,
+                       x0: np.ndarray, n_draws: int = 30, seed: int = 0,
+                       carb_error_log_sd: float | None = None) -> list[ArmResult]:
+    """The recorded therapy on the twin with the carb-counting uncertainty the fit estimated: each draw multiplies
+    every carb entry by ``exp(N(0, sd^2))`` (``sd`` = ``fit.carb_error_log_sd``), seeded. The eaten carbs of the
+    future are unknown, so outcome metrics (TIR, ...) are predicted as their mean over the draws, not from the
+    single smooth trajectory of the announced carbs (which misses the excursions counting errors cause)."""
+    rng = np.random.default_rng(seed)
+    sd = fit.carb_error_log_sd if carb_error_log_sd is None else carb_error_log_sd
+    out = []
+    for j in range(n_draws):
+        carbs = tuple(replace(c, carbs_g=c.carbs_g * math.exp(sd * rng.standard_normal())) for c in data.carbs)
+        out.append(open_loop(fit, theta, replace(data, carbs=carbs), t0, n_steps, x0, name=f"draw {j}"))
+    return out
+
+
 def closed_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_steps: int, x0: np.ndarray,
                 controller: Any, settings: TherapySettings, seed: int = 0, name: str | None = None) -> ArmResult:
     """``controller`` (Controller protocol) doses the twin every 5 minutes through the supervisor."""

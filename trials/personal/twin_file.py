@@ -9,7 +9,7 @@ Layout (version 1)::
      "cov_log": [[...]],                                # covariance of log(parameters)
      "samples": [[...], ...],                           # posterior samples (MCMC), may be empty
      "t0_min": float, "x0": [...], "t_end_min": float, "end_state": [...],
-     "fit": {"rmse_mg_dl", "mard_pct", "n_readings", "notes": [...]}}
+     "fit": {"rmse_mg_dl", "mard_pct", "n_readings", "notes": [...], "carb_error_log_sd"}}
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from patient_model import bergman_twin as bt
 from patient_model import personal_twin as pt
-from trials.personal.fit import TwinFit
+from trials.personal.fit import MEAL_ERROR_LOG_SD, TwinFit
 
 FORMAT = "twinloop-twin"
 VERSION = 1
@@ -43,7 +43,7 @@ def to_dict(fit: TwinFit) -> dict:
         "samples": fit.samples.tolist(),
         "t0_min": fit.t0_min, "x0": fit.x0.tolist(), "t_end_min": fit.t_end_min, "end_state": fit.end_state.tolist(),
         "fit": {"rmse_mg_dl": fit.rmse_mg_dl, "mard_pct": fit.mard_pct, "n_readings": fit.n_readings,
-                "notes": list(fit.notes)},
+                "notes": list(fit.notes), "carb_error_log_sd": fit.carb_error_log_sd},
     }
 
 
@@ -84,10 +84,39 @@ def load(path: str | Path) -> TwinFit:
     if not np.all(np.isfinite(theta)) or np.any(theta <= 0):
         raise TwinFileError("parameters: every parameter must be finite and > 0")
     samples = _array(doc, "samples")
-    samples = samples.reshape(-1, pt.N_FIT) if samples.size else np.zeros((0, pt.N_FIT))
+    if samples.size and (samples.ndim != 2 or samples.shape[1] != pt.N_FIT):
+        raise TwinFileError(f"samples: expected shape (S, {pt.N_FIT}), got {samples.shape}")
+    samples = samples if samples.size else np.zeros((0, pt.N_FIT))
     fit = doc.get("fit", {})
-    return TwinFit(base, theta, _array(doc, "cov_log", (pt.N_FIT,)), float(doc["t0_min"]),
-                   _array(doc, "x0", (pt.N_TWIN_STATES,)), float(fit.get("rmse_mg_dl", math.nan)),
-                   float(fit.get("mard_pct", math.nan)), int(fit.get("n_readings", 0)), samples,
-                   tuple(fit.get("notes", ())), _array(doc, "end_state", (pt.N_TWIN_STATES,)),
-                   float(doc.get("t_end_min", 0.0)))
+    if not isinstance(fit, dict):
+        raise TwinFileError("fit: expected an object")
+    cov = _array(doc, "cov_log", (pt.N_FIT,))
+    if cov.shape != (pt.N_FIT, pt.N_FIT):
+        raise TwinFileError(f"cov_log: expected shape ({pt.N_FIT}, {pt.N_FIT}), got {cov.shape}")
+    x0 = _array(doc, "x0", (pt.N_TWIN_STATES,))
+    end_state = _array(doc, "end_state", (pt.N_TWIN_STATES,))
+    if x0.shape != (pt.N_TWIN_STATES,) or end_state.shape != (pt.N_TWIN_STATES,):
+        raise TwinFileError(f"x0/end_state: expected {pt.N_TWIN_STATES} states each")
+    try:
+        t0 = _finite(doc["t0_min"], "t0_min")
+        t_end = _finite(doc.get("t_end_min", 0.0), "t_end_min")
+        stats = (_finite(fit.get("rmse_mg_dl", math.nan), "fit.rmse_mg_dl", allow_nan=True),
+                 _finite(fit.get("mard_pct", math.nan), "fit.mard_pct", allow_nan=True),
+                 int(fit.get("n_readings", 0)))
+        notes = tuple(str(n) for n in fit.get("notes", ()))
+        carb_sd = _finite(fit.get("carb_error_log_sd", MEAL_ERROR_LOG_SD), "fit.carb_error_log_sd")
+    except KeyError as exc:
+        raise TwinFileError(f"{exc.args[0]}: missing") from exc
+    except (TypeError, ValueError) as exc:
+        raise TwinFileError(f"fit/t0_min: invalid entry ({exc})") from exc
+    return TwinFit(base, theta, cov, t0, x0, stats[0], stats[1], stats[2], samples, notes, end_state, t_end, carb_sd)
+
+
+def _finite(value: object, name: str, allow_nan: bool = False) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise TwinFileError(f"{name}: not a number ({value!r})") from exc
+    if not (math.isfinite(v) or (allow_nan and math.isnan(v))):
+        raise TwinFileError(f"{name}: not finite ({value!r})")
+    return v

@@ -300,6 +300,8 @@ class Runtime:
                 return None
             if not new:
                 return None
+            if now - reading.t_min > self.opts.cgm_interval_min:
+                return None  # back-filled after a gap: recorded; the timer cycles decide until a fresh reading
             return await self._cycle("reading", now, received_perf, reading=reading)
 
     async def on_timer(self) -> CycleResult | None:
