@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def measure(transport: str, hours: float, speed: float, priority: int, controller: str, workdir: Path) -> dict:
-    from hil.bench import BenchOptions, run_bench
+    from twinloop.bench import BenchOptions, run_bench
     from hil.report import analyse
 
     opts = BenchOptions(transport=transport, hours=hours, speed=speed, controller=controller, faults=[],

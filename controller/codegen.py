@@ -10,8 +10,8 @@ The generated file holds two functions with CasADi's C calling convention:
 Both are plain C99 with no dependency beyond libm. :func:`generate_c` writes the sources with a Makefile and a
 CMakeLists.txt for a board (``twinloop export-c --out DIR``); :func:`build_library` compiles a shared library with
 the system C compiler; :func:`load_compiled` loads it with ``casadi.external`` (the controller does when
-``use_compiled=True`` and the library exists). The library's file name carries a hash of the MPC configuration so
-a stale build is never loaded for a different problem.
+``use_compiled=True`` and the library exists). The library's file name carries a hash of the MPC configuration, the
+CasADi version and the source of the problem and the twin, so a stale build is never loaded for a different problem.
 """
 
 from __future__ import annotations
@@ -38,10 +38,15 @@ class CodegenError(RuntimeError):
 
 
 def config_hash(config: MPCConfig) -> str:
-    """Short hash of everything the generated code depends on."""
+    """Short hash of everything the generated code depends on: the configuration, the CasADi version and the source
+    of the problem and of the twin (so an edit of either never loads a stale library)."""
     import casadi as ca
 
-    text = repr(sorted(asdict(config).items())) + ca.__version__ + CODEGEN_VERSION
+    import controller.mpc_problem as problem
+    import patient_model.bergman_twin as twin
+
+    sources = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (problem, twin))
+    text = repr(sorted(asdict(config).items())) + ca.__version__ + CODEGEN_VERSION + sources
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

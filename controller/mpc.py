@@ -76,7 +76,7 @@ class MPCSolver:
 
     # -- construction (lazy: casadi is imported on first use) ---------------------------------------------------
     def _ensure(self) -> None:
-        if self._solver is not None:
+        if self._grad is not None:
             return
         import casadi as ca
 
@@ -90,7 +90,8 @@ class MPCSolver:
                 self._compiled, self._condenser = compiled
         if self._condenser is None:
             self._condenser = build_condenser(self.config)
-        self._solver, _ = build_solver(self.config)
+        if self._compiled is None:
+            self._solver, _ = build_solver(self.config)
 
     @property
     def compiled_loaded(self) -> bool:

@@ -21,8 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import importlib
+import importlib.util
+import sys
+import types
+
 import numpy as np
-from filterpy.kalman import MerweScaledSigmaPoints, UnscentedKalmanFilter
 
 from patient_model.bergman_twin import (
     IDX_D, IDX_G, IDX_ISC1, IDX_ISC2, IDX_Q1, IDX_Q2, IDX_S, IDX_X, N_STATES, rk4_step,
@@ -109,12 +113,43 @@ class UpdateResult:
     reason: str = ""
 
 
-class _VectorUKF(UnscentedKalmanFilter):
-    """filterpy's UKF with the sigma points propagated through the twin in one vectorised RK4 call."""
+def _filterpy_kalman():
+    """Import ``filterpy.kalman`` without paying for ``scipy.stats`` at start-up.
 
-    def compute_process_sigmas(self, dt, fx=None, **fx_args):  # noqa: D401 - filterpy override
-        sigmas = self.points_fn.sigma_points(self.x, self.P)
-        self.sigmas_f = rk4_step(sigmas.T, fx_args["u"], fx_args["p"], dt).T
+    ``filterpy.kalman`` imports ``filterpy.stats`` (for ``logpdf`` only), which imports ``scipy.stats``: about 0.6 s
+    of a cold start on a small board, for a function this filter never calls. When nothing has imported
+    ``filterpy.stats`` yet, a stand-in module is registered that loads the real one on first attribute access
+    (``logpdf`` is a thin wrapper that does so when called), so the behaviour of every name is unchanged.
+    """
+    if "filterpy.stats" not in sys.modules:
+        spec = importlib.util.find_spec("filterpy")
+        if spec is not None and spec.submodule_search_locations:
+            stand_in = types.ModuleType("filterpy.stats")
+            stand_in.__path__ = [p + "/stats" for p in spec.submodule_search_locations]
+
+            def _real():
+                return importlib.import_module("filterpy.stats.stats")
+
+            def logpdf(*args, **kwargs):
+                return _real().logpdf(*args, **kwargs)
+
+            stand_in.logpdf = logpdf
+            stand_in.__getattr__ = lambda name: getattr(_real(), name)  # PEP 562: everything else, lazily
+            sys.modules["filterpy.stats"] = stand_in
+    return importlib.import_module("filterpy.kalman")
+
+
+def _make_vector_ukf_class():
+    kalman = _filterpy_kalman()
+
+    class _VectorUKF(kalman.UnscentedKalmanFilter):
+        """filterpy's UKF with the sigma points propagated through the twin in one vectorised RK4 call."""
+
+        def compute_process_sigmas(self, dt, fx=None, **fx_args):  # noqa: D401 - filterpy override
+            sigmas = self.points_fn.sigma_points(self.x, self.P)
+            self.sigmas_f = rk4_step(sigmas.T, fx_args["u"], fx_args["p"], dt).T
+
+    return _VectorUKF, kalman.MerweScaledSigmaPoints
 
 
 def _fx(x, dt, u, p):
@@ -132,9 +167,9 @@ class TwinUKF:
     config: FilterConfig = field(default_factory=FilterConfig)
 
     def __post_init__(self) -> None:
-        points = MerweScaledSigmaPoints(N_STATES, alpha=self.config.alpha, beta=self.config.beta,
-                                        kappa=self.config.kappa)
-        self._ukf = _VectorUKF(dim_x=N_STATES, dim_z=1, dt=5.0, hx=_hx, fx=_fx, points=points)
+        vector_ukf, sigma_points = _make_vector_ukf_class()
+        points = sigma_points(N_STATES, alpha=self.config.alpha, beta=self.config.beta, kappa=self.config.kappa)
+        self._ukf = vector_ukf(dim_x=N_STATES, dim_z=1, dt=5.0, hx=_hx, fx=_fx, points=points)
         self._ukf.R = np.array([[self.config.measurement_sd_mg_dl ** 2]])
 
     def initial(self, x0: np.ndarray, t_min: float, sd: np.ndarray | None = None) -> FilterState:

@@ -30,25 +30,24 @@ FIT_PARAM_NAMES: tuple[str, ...] = (
     + tuple(f"carb_factor_{m}" for m in MEAL_TYPES)
     + tuple(f"meal_tau_min_{m}" for m in MEAL_TYPES)
     + ("basal_glucose_mg_dl", "glucose_effectiveness_per_min", "insulin_tau_min", "action_tau_min",
-       "slow_action_tau_min", "slow_action_odds", "uptake_km_mg_dl")
+       "slow_action_tau_min", "slow_action_odds")
 )
 N_FIT = len(FIT_PARAM_NAMES)
 I_ISF = slice(0, 4)
 I_CF = slice(4, 8)
 I_TAU_M = slice(8, 12)
-I_GB, I_SG, I_TAU_I, I_TAU_X, I_TAU_X2, I_FRAC2, I_KM = 12, 13, 14, 15, 16, 17, 18
+I_GB, I_SG, I_TAU_I, I_TAU_X, I_TAU_X2, I_FRAC2 = 12, 13, 14, 15, 16, 17
 
 PRIOR_MEAN: tuple[float, ...] = ((1.0,) * 4 + (1.0,) * 4 + (40.0, 40.0, 45.0, 30.0)
-                                 + (140.0, 0.004, 37.5, 37.5, 150.0, 0.667, 250.0))
+                                 + (140.0, 0.004, 37.5, 37.5, 150.0, 0.667))
 """Prior medians: settings are right on average; absorption ~40 min; gb near the upper target; sg ~0.004/min;
-40 % of insulin's effect (odds 0.667) through a slow (hepatic, ~150 min) path; insulin-dependent uptake saturating
-with a Michaelis constant ~250 mg/dL (as the tissue uptake of the UVA/Padova model)."""
+40 % of insulin's effect (odds 0.667) through a slow (hepatic, ~150 min) path."""
 
 PRIOR_GROUPS: tuple[tuple[slice, float, float], ...] = ()
 """Optional hierarchical prior of grouped parameters: ``(members, common log-SD, own log-SD)`` makes
 log theta_j = common + own_j (correlated within the group). Empty: independent priors. (A wide common component for
 the ISF and carb-factor groups was tried in the validation and did not predict better; see docs/twin-fit.md.)"""
-PRIOR_LOG_SD: tuple[float, ...] = (0.35,) * 4 + (0.3,) * 4 + (0.4,) * 4 + (0.25, 0.6, 0.3, 0.3, 0.4, 0.4, 0.5)
+PRIOR_LOG_SD: tuple[float, ...] = (0.35,) * 4 + (0.3,) * 4 + (0.4,) * 4 + (0.25, 0.6, 0.3, 0.3, 0.4, 0.4)
 """Marginal prior spread (SD of the natural log) of every parameter."""
 
 
@@ -156,23 +155,21 @@ def step_vector(base: bt.TwinParams, theta: Any, current_meal_onehot: Any) -> li
 
 
 def rhs(x: Any, u: Any, p: Any, q: Any) -> list[Any]:
-    """Personal-twin derivatives (generic over NumPy/CasADi); ``q = (gb, sg, tau_x2, frac2, km)``.
+    """Personal-twin derivatives (generic over NumPy/CasADi); ``q = (gb, sg, tau_x2, frac2)``.
 
-    The control twin's equations, with insulin acting through a fast, glucose-dependent path (insulin-dependent
-    tissue uptake, Michaelis-Menten in glucose and equal to the control twin's ``X Gref`` at ``G = Gref``; weight
-    ``1 - frac2``) and a slow path ``X2`` (weight ``frac2``, like the suppression of hepatic production), plus
-    glucose effectiveness towards ``gb``::
+    The control twin's equations, with insulin acting through a fast, glucose-proportional path (Bergman's
+    ``X G``, weight ``1 - frac2``) and a slow path ``X2`` (weight ``frac2``, like the suppression of hepatic
+    production), plus glucose effectiveness towards ``gb``::
 
-        dG/dt  = -S ((1 - frac2) X G (km + Gref) / (km + G) + frac2 X2 Gref) + kc Qgut2 / tau_m + D - sg (G - gb)
+        dG/dt  = -S ((1 - frac2) X G + frac2 X2 Gref) + kc Qgut2 / tau_m + D - sg (G - gb)
         dX2/dt = (Sx (Isc2 / tau_i - ub) - X2) / tau_x2
     """
-    gb, sg, tau_x2, frac2, km = q[0], q[1], q[2], q[3], q[4]
+    gb, sg, tau_x2, frac2 = q[0], q[1], q[2], q[3]
     d = bt.rhs(x, u, p)
     g, xa, s, x2 = x[bt.IDX_G], x[bt.IDX_X], x[bt.IDX_S], x[IDX_X2]
     gref, ub, sx, tau_i = p[0], p[1], p[2], p[4]
     # bt.rhs already holds -S X Gref; replace it by the weighted fast and slow paths.
-    d[bt.IDX_G] = (d[bt.IDX_G] + s * xa * gref
-                   - s * ((1.0 - frac2) * xa * g * (km + gref) / (km + g) + frac2 * x2 * gref)
+    d[bt.IDX_G] = (d[bt.IDX_G] + s * xa * gref - s * ((1.0 - frac2) * xa * g + frac2 * x2 * gref)
                    - sg * (g - gb))
     d.append((sx * (x[bt.IDX_ISC2] / tau_i - ub) - x2) / tau_x2)
     return d
@@ -188,9 +185,9 @@ def rk4(x: Any, u: Any, p: Any, q: Any, stack: Any) -> Any:
 
 
 def global_vector(theta: Any) -> list[Any]:
-    """``q = (gb, sg, tau_x2, frac2, km)`` from the fit parameters; ``frac2 = odds / (1 + odds)`` stays in (0, 1)."""
+    """``q = (gb, sg, tau_x2, frac2)`` from the fit parameters; ``frac2 = odds / (1 + odds)`` stays in (0, 1)."""
     odds = theta[I_FRAC2]
-    return [theta[I_GB], theta[I_SG], theta[I_TAU_X2], odds / (1.0 + odds), theta[I_KM]]
+    return [theta[I_GB], theta[I_SG], theta[I_TAU_X2], odds / (1.0 + odds)]
 
 
 def initial_state(base: bt.TwinParams, theta: np.ndarray, glucose_mg_dl: float) -> np.ndarray:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "openpty") or sys.platform != "l
 
 
 def _run(tmp_path, hours: float, speed: float, transport: str = "serial"):
-    from hil.bench import BenchOptions, run_bench
+    from twinloop.bench import BenchOptions, run_bench
     from hil.faults import KINDS
     from hil.report import analyse, write
 

@@ -50,6 +50,17 @@ def test_mcmc_is_reproducible(record) -> None:
     np.testing.assert_array_equal(a.samples, b.samples)
 
 
+def test_meal_effects_option(record) -> None:
+    """Per-entry carb-counting effects (off by default): the fit explains the record at least as well and
+    estimates the counting-error spread."""
+    data = record.data.window(0, 2.5 * 1440)
+    plain = fit_twin(data)
+    with_effects = fit_twin(data, meal_effects=True)
+    assert with_effects.rmse_mg_dl <= plain.rmse_mg_dl + 0.5
+    assert 0.0 < with_effects.carb_error_log_sd < 0.7
+    assert plain.carb_error_log_sd == pytest.approx(0.15)
+
+
 def _reasons(data) -> str:
     with pytest.raises(FitRefusedError) as exc:
         fit_twin(data)

@@ -89,6 +89,19 @@ def test_hazard_cgm_loss_cancels_running_high_temp():
     assert [type(c.command) for c in v.commands] == [Resume] and Reason.HIGH_TEMP_CANCELLED in v.reasons
 
 
+# ---- duplicated or conflicting CGM readings (hazards.md row 20a)
+def test_hazard_conflicting_duplicate_readings_block_increase():
+    """Two different values less than 20 s apart (a re-notification that disagrees) -> CGM_DUPLICATE, no increase;
+    an exact repeat of the same reading counts once and changes nothing."""
+    base = high_trace()
+    conflicting = base + (GlucoseReading(NOW - 10.0 / 60.0, HIGH + 15.0),)
+    v = supervise(proposal(rate=2.5, bolus=1.0), context(conflicting))
+    assert no_increase(v) and Reason.CGM_DUPLICATE in v.reasons
+    repeated = base + (base[-1],)
+    r = supervise(proposal(rate=2.5, bolus=1.0), context(repeated))
+    assert Reason.CGM_DUPLICATE not in r.reasons and commands_of(r, TempBasal)[0].rate_u_per_h > SCHED
+
+
 # ---- time jumps
 def test_hazard_time_jump_future_readings_block_increase():
     rs = high_trace() + (GlucoseReading(NOW + 30.0, HIGH),)

@@ -243,3 +243,18 @@ def test_per_subject_path_agrees_with_the_vectorized_path():
     assert np.nansum(a.bolus_u) == pytest.approx(np.nansum(b.bolus_u), rel=0.02)
     assert np.nansum(a.insulin_u) == pytest.approx(np.nansum(b.insulin_u), rel=0.03)
     assert np.nanmax(np.abs(a.bg_mg_dl - b.bg_mg_dl)) < 15.0
+
+
+def test_mpc_runs_side_by_side_with_bb(tmp_path):
+    """The default comparison (mpc versus bb) on one subject: both controllers are in summary.json, the MPC goes
+    through the supervisor (its interventions are counted) and keeps the subject out of hypoglycaemia."""
+    spec = TrialSpec(cohort="adult#001", controllers=("mpc", "bb"), traces=False)
+    result = run_trial(spec, tmp_path, progress=False, report=False, workers=1)
+    summary = json.loads(result.summary_path.read_text())
+    assert list(summary["controllers"]) == ["mpc", "bb"]
+    mpc, bb = (summary["controllers"][c]["overall"] for c in ("mpc", "bb"))
+    assert list(mpc) == list(METRIC_KEYS) + ["cgm"]
+    assert mpc["tir_pct"] > 70.0 and mpc["tbr54_pct"] == 0.0 and mpc["hypo_events"] == 0
+    assert 20.0 < mpc["tdi_u"] < 100.0 and isinstance(mpc["interventions"], dict)
+    assert mpc != bb  # a different controller gives a different trial
+    assert result.patient_days == pytest.approx(2.0)

@@ -4,13 +4,16 @@ For a reference subject: generate ``days`` days of basal-bolus life (CGM noise, 
 to the first ``fit_days`` days, then
 
 * **same therapy**: predict the remaining days open loop from the twin's state at the end of the fit window with
-  the recorded insulin and carbs; compare with the CGM readings (RMSE) and the true time in range (TIR of the
-  simulator's plasma glucose);
+  the recorded insulin and carbs. RMSE: the MAP trace (announced carbs) against the CGM readings. TIR predicted:
+  the mean over :data:`N_DRAWS` seeded draws of the carb-counting uncertainty
+  (:func:`trials.personal.replay.open_loop_ensemble`), since the single trace of the announced carbs is smoother
+  than any real day; compared with the true TIR (the simulator's plasma glucose every 5 min);
 * **changed therapy**: run ``controller`` closed loop on the twin (:func:`trials.personal.replay.closed_loop`) over
   the same days and compare its TIR with the truth: the same subject, same meals and CGM, switched to the same
   controller (same settings) at the same minute on the UVA/Padova simulator.
 
 Acceptance: RMSE <= 20 mg/dL, |TIR predicted - TIR true| <= 5 points for both.
+Usage: ``.venv/bin/python -m trials.personal.validation [SUBJECT ...] [--seed 1] [--carb-error 10]``.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from hil.bench import BenchOptions, run_bench
+    from twinloop.bench import BenchOptions, run_bench
     from hil.report import analyse, write
 
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)

@@ -473,17 +473,24 @@ class Runtime:
 
     async def _reconcile_orphans(self, now: float) -> None:
         """Uncertain records the driver does not know (restored from the journal after a restart): resolve them
-        from the pump's own history, by command id. Without a readable history they stay uncertain (no insulin)."""
+        from the pump's own history, by command id (one small ``find`` request per command where the driver offers
+        it, else the whole history). Without a readable history they stay uncertain (no insulin)."""
         known = {r.command_id for r in getattr(self.pump, "pending", ()) or ()}
         orphans = [r for r in self.uncertain if r.command_id not in known]
-        history = getattr(self.pump, "history", None)
         if not orphans:
             return
-        if history is None:
+        find = getattr(self.pump, "find", None)
+        history = getattr(self.pump, "history", None)
+        if find is None and history is None:
             self._adopt_orphans(orphans)
             return
         try:
-            entries = await asyncio.wait_for(history(0), self.opts.pump_timeout_s)
+            if find is not None:
+                by_id = {rec.command_id: await asyncio.wait_for(find(rec.command_id), self.opts.pump_timeout_s)
+                         for rec in orphans}
+            else:
+                entries = await asyncio.wait_for(history(0), self.opts.pump_timeout_s)
+                by_id = {getattr(e, "command_id", None): e for e in entries}
         except Exception as exc:
             self.record_quietly("error", now, {"reconcile_history": f"{type(exc).__name__}: {exc}"})
             return
@@ -491,12 +498,11 @@ class Runtime:
             from drivers.serial.pump_client import delivery_record
         except ImportError:  # pragma: no cover
             return
-        by_id = {getattr(e, "command_id", None): e for e in entries}
         for rec in orphans:
             entry = by_id.get(rec.command_id)
             if entry is not None:
                 resolved = delivery_record(entry, DeliveryStatus.CONFIRMED)
-            else:  # the complete history does not hold it: never executed
+            else:  # the pump's history does not hold it: never executed
                 resolved = DeliveryRecord(rec.command_id, rec.kind, rec.start_min, rec.start_min, 0.0,
                                           DeliveryStatus.FAILED)
             self.deliveries[rec.command_id] = resolved
