@@ -217,7 +217,7 @@ def run_trial(spec: TrialSpec, out_dir: str | os.PathLike, *, workers: int = 1, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tasks = plan(spec, out)
+    tasks = plan(spec, out.resolve())  # absolute: Dask workers may run in another working directory
     subjects = cohort(spec.cohort)
     sc = scenario(spec.scenario, spec.days)
     days = sc.duration_min / 1440.0

@@ -350,6 +350,17 @@ class IdsPumpClient:
         """Deliveries still UNCERTAIN."""
         return tuple(p.record for p in self._pending)
 
+    def adopt_uncertain(self, command: ApprovedCommand, record: DeliveryRecord) -> None:
+        """Take over an uncertain command restored from the journal after a restart (this client never sent it).
+
+        It joins the pending list with history marker 0, so the next :meth:`reconcile` looks for it in the pump's
+        whole history; nothing new is sent until it is resolved. Matching by type and amount can only err towards
+        "delivered" (the safe side for insulin on board). A command already pending is not added twice.
+        """
+        if any(p.command.command_id == command.command_id for p in self._pending):
+            return
+        self._pending.append(_Pending(command, _with_status(record, DeliveryStatus.UNCERTAIN), 0))
+
     async def reconcile(self) -> tuple[DeliveryRecord, ...]:
         """Resolve pending UNCERTAIN deliveries from the pump's history (reconnecting if needed). Raises DeviceError
         (and keeps them pending) if the pump cannot be reached."""

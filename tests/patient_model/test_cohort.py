@@ -55,6 +55,16 @@ def test_bundled_data_equals_shared_reference(shared_reference: Path) -> None:
         assert s.params["u2ss"] == float(rows[s.name]["u2ss"])
 
 
+@pytest.mark.parametrize("name", ["vpatient_params.csv", "Quest.csv", "sensor_params.csv", "pump_params.csv"])
+def test_bundled_csv_files_equal_the_shared_reference(shared_reference: Path, name: str) -> None:
+    """Every parameter of the bundled subjects, sensors and pumps is the reference's (line endings aside)."""
+    from importlib.resources import files
+
+    bundled = files("patient_model").joinpath("data", name).read_bytes().replace(b"\r\n", b"\n")
+    shared = (shared_reference / "uva_padova_s2008" / name).read_bytes().replace(b"\r\n", b"\n")
+    assert bundled == shared
+
+
 @pytest.mark.parametrize("alias", ["adult", "adults", "Adults"])
 def test_group_aliases(alias: str) -> None:
     assert [s.name for s in load_group(alias)] == [f"adult#{i:03d}" for i in range(1, 11)]

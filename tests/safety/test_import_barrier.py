@@ -44,3 +44,25 @@ def test_the_scan_catches_a_violation(tmp_path):
     f.write_text("import os\nfrom controller.api import Controller\ndef f():\n    import casadi\n")
     names = [n for _, n in _imports(f)]
     assert "controller.api" in names and "casadi" in names
+
+
+def test_only_the_safety_kernel_creates_approved_commands():
+    """Issue 3: an approved command is created only by the supervisor. Outside safety/, no project module names the
+    private constructor (``_approve``) or the approval key; ``ApprovedCommand(...)`` without the key is refused."""
+    import pytest
+
+    from safety.commands import ApprovedCommand, Resume, UnapprovedCommandError
+
+    root = SAFETY.parent
+    offenders = []
+    for pkg in ("controller", "drivers", "hil", "patient_model", "trials", "twinloop"):
+        for f in sorted((root / pkg).rglob("*.py")):
+            tree = ast.parse(f.read_text(), filename=str(f))
+            for node in ast.walk(tree):
+                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) \
+                    else node.name if isinstance(node, ast.alias) else None
+                if name in ("_approve", "_APPROVAL_KEY"):
+                    offenders.append(f"{f.relative_to(root)}:{node.lineno} uses {name}")
+    assert not offenders, "\n".join(offenders)
+    with pytest.raises(UnapprovedCommandError):
+        ApprovedCommand("forged", 0.0, Resume())

@@ -510,21 +510,17 @@ class Runtime:
 
     def _adopt_orphans(self, orphans: list[DeliveryRecord]) -> None:
         """Hand uncertain commands restored from the journal to a driver that reconciles by matching its history
-        (BLE IDS: no command ids on the wire). ``adopt_uncertain(command, record)`` when the driver offers it; for
-        :class:`drivers.ble.pump_client.IdsPumpClient` its pending list, matched against the whole history (a match
+        (BLE IDS: no command ids on the wire). ``adopt_uncertain(command, record)`` when the driver offers it
+        (:meth:`drivers.ble.pump_client.IdsPumpClient.adopt_uncertain` matches it against the whole history; a match
         can only err towards "delivered", the safe side). The next ``reconcile()`` resolves them."""
         adopt = getattr(self.pump, "adopt_uncertain", None)
         for rec in orphans:
             command = self._orphan_commands.get(rec.command_id)
             if command is None or rec.command_id in self._adopted:
                 continue
-            if adopt is not None:
-                adopt(command, rec)
-            elif hasattr(self.pump, "_pending"):
-                from drivers.ble import pump_client as ble_pump
-                self.pump._pending.append(ble_pump._Pending(command, rec, 0))
-            else:
-                continue
+            if adopt is None:
+                continue  # stays uncertain: no insulin until an operator reconciles it
+            adopt(command, rec)
             self._adopted.add(rec.command_id)
 
     async def refresh_pump_status(self, force: bool = False) -> None:
