@@ -97,3 +97,16 @@ def test_console_script_subprocess(tmp_path: Path) -> None:
     bad = subprocess.run([str(exe), "simulate", "--patient", "child#999", "--inputs", str(inp), "--out", "-"],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert bad.returncode == 2 and "child#999" in bad.stderr
+
+
+def test_extra_fields_are_refused_and_a_byte_order_mark_is_accepted(tmp_path, capsys):
+    from twinloop.cli import main
+
+    extra = tmp_path / "extra.csv"
+    extra.write_text("t_min,cho_g_per_min,insulin_u_per_min\n0,0,0.02,7\n")
+    assert main(["simulate", "--patient", "adult#001", "--inputs", str(extra), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "line 2" in capsys.readouterr().err
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufefft_min,cho_g_per_min,insulin_u_per_min\n0,0,0.02\n1,0,0.02\n".encode("utf-8"))
+    assert main(["simulate", "--patient", "adult#001", "--inputs", str(bom), "--out", str(tmp_path / "b.csv")]) == 0
+    assert (tmp_path / "b.csv").read_text().splitlines()[0].startswith("t_min,bg_mg_dl,gsub_mg_dl")

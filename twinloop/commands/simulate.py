@@ -47,7 +47,9 @@ def read_schedule(path: Path) -> tuple[float, list[float], list[float]]:
     import math
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not data
+    except UnicodeDecodeError as exc:
+        raise InputScheduleError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise InputScheduleError(f"cannot read inputs file {str(path)!r}: {exc.strerror or exc}") from exc
     reader = csv.reader(text.splitlines())
@@ -65,6 +67,9 @@ def read_schedule(path: Path) -> tuple[float, list[float], list[float]]:
     for line_no, row in enumerate(reader, start=2):
         if not row or all(not cell.strip() for cell in row):
             continue
+        if len(row) > len(header):
+            raise InputScheduleError(f"{path}: line {line_no}: {len(row)} fields for {len(header)} columns "
+                                     f"({', '.join(header)})")
         values = {}
         for col, i in idx.items():
             cell = row[i].strip() if i < len(row) else ""
