@@ -4,7 +4,8 @@ Same rules and constants (:mod:`safety.limits`) as :func:`safety.supervisor.supe
 that both agree subject by subject. Covered here: CGM gating, low-glucose suspend (measured, predicted, held), the
 CGM-loss revert, every cap, the temp basal duration, rounding, the automatic-bolus fraction and interval. Not covered
 (handle per subject with :func:`supervise` when they occur; a trial's virtual pump confirms every command): settings
-validation, pump gating, uncertain deliveries, controller errors, stale proposals, clock jumps, meal duplicates.
+validation, pump communication loss and empty reservoir, uncertain deliveries, controller errors, stale proposals,
+clock jumps, meal duplicates. Occlusion is covered (``pump_occluded``).
 
 Encoding: a proposed rate of NaN means "no basal command"; an approved rate of NaN means "no basal command",
 0 means Suspend (or a zero temp), the scheduled rate after a revert means Resume. Readings windows are (N, K),
@@ -71,7 +72,7 @@ def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_
                     max_basal_u_per_h, max_bolus_u, max_iob_u, max_daily_u, target_mg_dl, isf_mg_dl_per_u,
                     suspend_threshold_mg_dl, basal_increment_u_per_h=0.05, bolus_increment_u=0.05, duration_min=30.0,
                     bolus_automatic=True, last_valid_reading_min=None, last_auto_bolus_min=None,
-                    active_rate_u_per_h=None) -> BatchVerdict:
+                    active_rate_u_per_h=None, pump_occluded=None) -> BatchVerdict:
     """Supervise N subjects at once (module docstring for the encoding). All per-subject inputs broadcast to (N,)."""
     g = np.atleast_2d(np.asarray(glucose_mg_dl, dtype=float))
     t = np.atleast_2d(np.asarray(glucose_t_min, dtype=float))
@@ -157,6 +158,9 @@ def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_
                                         & (t <= (lv_t - L.CGM_FLAT_MIN)[:, None]), axis=1)
     flag(flat, Reason.CGM_FLAT)
     no_inc = reasons != 0  # only CGM flags are set so far
+    # an occluded pump gets no insulin: no bolus, and of the basal commands only a suspend (as supervise() does)
+    occluded = np.zeros(n, bool) if pump_occluded is None else _col(pump_occluded, n, bool)
+    flag(occluded, Reason.PUMP_OCCLUSION)
 
     # ---- the supervisor's own prediction
     have_reg = (cnt >= L.LGS_MIN_READINGS) & (q_t - first_rt >= L.LGS_MIN_SPAN_MIN)
@@ -185,7 +189,7 @@ def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_
     b = _col(bolus_u, n)
     auto = _col(bolus_automatic, n, bool)
     with np.errstate(invalid="ignore"):
-        eligible = (b > 0.0) & ~lgs & ~(auto & (no_inc | revert))
+        eligible = (b > 0.0) & ~lgs & ~occluded & ~(auto & (no_inc | revert))
         too_soon = eligible & auto & ~np.isnan(last_auto) & (now - last_auto < L.AUTO_BOLUS_MIN_INTERVAL_MIN)
     flag(too_soon, Reason.AUTO_BOLUS_TOO_SOON)
     eligible &= ~too_soon
@@ -227,4 +231,5 @@ def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_
     v = cap(v, np.maximum(0.0, _col(max_daily_u, n) - total24 - bolus) * 60.0 / dur, Reason.CAP_MAX_DAILY, temp)
     v = cap(v, L.round_down(np.where(temp, v, 0.0), _col(basal_increment_u_per_h, n)), Reason.ROUNDED_DOWN, temp)
     rate = np.where(lgs, 0.0, np.where(revert | cancel_high, sched, np.where(temp, v, np.nan)))
+    rate = np.where(occluded & ~lgs, np.nan, rate)
     return BatchVerdict(rate, bolus, reasons, lgs, last_valid, last_auto)

@@ -258,7 +258,7 @@ def simulate_chunk(subjects: Sequence, settings: Sequence[TherapySettings], real
                     **cols.at(now))
                 state, proposal = controller.decide_batch(state, inputs)
                 rate, bolus = supervisor.step(proposal, inputs, cgm_mg_dl=cgm,
-                                              active_rate_u_per_h=pump.basal_rate_u_per_h)
+                                              active_rate_u_per_h=pump.basal_rate_u_per_h, occluded=occluded)
                 duration = np.full(n, TEMP_BASAL_MAX_DURATION_MIN)
                 reason_codes[k] = batch_codes[proposal.reason_code]
             else:

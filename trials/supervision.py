@@ -110,8 +110,8 @@ class BatchSupervision:
         self._counts = np.zeros((len(self._reasons), self.n), dtype=np.int64)
         self._bits = np.array([1 << i for i in range(len(self._reasons))], dtype=np.int64)
 
-    def step(self, proposal, inputs, *, cgm_mg_dl: np.ndarray, active_rate_u_per_h: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, proposal, inputs, *, cgm_mg_dl: np.ndarray, active_rate_u_per_h: np.ndarray,
+             occluded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Supervise one decision of every subject; returns (rate U/h with :data:`RESUME`, bolus U)."""
         from controller.baselines.common import insulin_on_board
         from safety.supervisor_batch import cohort_settings, supervise_batch
@@ -132,7 +132,7 @@ class BatchSupervision:
             iob_u=insulin_on_board(inputs), delivered_24h_u=self.daily_basal_u + self.net_24h_total,
             lgs_active=self.lgs, bolus_automatic=~np.asarray(proposal.bolus_is_meal, dtype=bool),
             last_valid_reading_min=self.last_valid, last_auto_bolus_min=self.last_auto,
-            active_rate_u_per_h=active_rate_u_per_h, **limits)
+            active_rate_u_per_h=active_rate_u_per_h, pump_occluded=occluded, **limits)
         self.lgs = verdict.lgs_active
         self.last_valid = verdict.last_valid_reading_min
         self.last_auto = verdict.last_auto_bolus_min

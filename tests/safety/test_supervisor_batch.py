@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from safety.commands import Bolus, BolusKind, Proposal, Resume, Suspend, TempBasal
 from safety.iob import active_basal_rate_u_per_h, delivered_last_24h_u, insulin_on_board_u
 from safety.snapshot import Snapshot
-from safety.supervisor import SupervisorContext, SupervisorState, reason_mask, supervise
+from safety.supervisor import PumpState, SupervisorContext, SupervisorState, reason_mask, supervise
 from safety.supervisor_batch import cohort_settings, supervise_batch
 
 from safety_testkit import NOW, bolus_history, reading_windows, valid_settings
@@ -30,7 +30,8 @@ def subject(draw):
     duration = draw(st.sampled_from([30.0, 30.0, 15.0, 60.0]))
     bolus = draw(st.sampled_from([0.0, 0.0, 0.5, 2.0, 25.0]) | st.floats(0.0, 20.0))
     automatic = draw(st.booleans())
-    return s, readings, deliveries, state, rate, duration, bolus, automatic
+    occluded = draw(st.sampled_from([False, False, False, True]))
+    return s, readings, deliveries, state, rate, duration, bolus, automatic, occluded
 
 
 def _scalar_rate(verdict, sched):
@@ -56,7 +57,7 @@ def test_batch_equals_scalar(subjects):
     iob = np.zeros(n)
     total = np.zeros(n)
     active = np.full(n, np.nan)
-    for i, (s, readings, deliveries, state, rate, duration, bolus, automatic) in enumerate(subjects):
+    for i, (s, readings, deliveries, state, rate, duration, bolus, automatic, occluded) in enumerate(subjects):
         off = K - len(readings)  # missing entries first
         for j, r in enumerate(readings):
             g[i, off + j], t[i, off + j], status[i, off + j] = r.glucose_mg_dl, r.t_min, int(r.status)
@@ -67,7 +68,8 @@ def test_batch_equals_scalar(subjects):
         kind = BolusKind.AUTOMATIC if automatic else BolusKind.USER
         proposal = Proposal(NOW, None if rate is None else TempBasal(rate, duration),
                             Bolus(bolus, kind) if bolus > 0 else None)
-        expected.append(supervise(proposal, SupervisorContext(Snapshot(NOW, readings, deliveries, (), s), state=state)))
+        expected.append(supervise(proposal, SupervisorContext(Snapshot(NOW, readings, deliveries, (), s),
+                                                              pump=PumpState(occluded=occluded), state=state)))
     opt = lambda x: np.array([np.nan if v is None else v for v in x], dtype=float)  # noqa: E731
     out = supervise_batch(
         NOW, opt([sub[4] for sub in subjects]), np.array([sub[6] for sub in subjects]),
@@ -76,6 +78,7 @@ def test_batch_equals_scalar(subjects):
         duration_min=np.array([sub[5] for sub in subjects]), bolus_automatic=np.array([sub[7] for sub in subjects]),
         last_valid_reading_min=opt([sub[3].last_valid_reading_min for sub in subjects]),
         last_auto_bolus_min=opt([sub[3].last_auto_bolus_min for sub in subjects]), active_rate_u_per_h=active,
+        pump_occluded=np.array([sub[8] for sub in subjects]),
         **cohort_settings([sub[0] for sub in subjects], NOW))
     for i, v in enumerate(expected):
         sched = subjects[i][0].basal_at(NOW)
