@@ -32,20 +32,22 @@ class PassThroughSupervisor:
     def __init__(self, settings):
         self.settings = settings
 
-    def step_subject(self, i, proposal, snapshot):
+    def step_subject(self, i, proposal, snapshot, **kwargs):
         from safety.commands import Resume, Suspend, TempBasal
 
-        rate, bolus = math.nan, 0.0
+        rate, bolus, duration = math.nan, 0.0, 30.0
         b = proposal.basal
         if isinstance(b, TempBasal):
             rate = min(b.rate_u_per_h, self.settings[i].max_basal_u_per_h)
         elif isinstance(b, Suspend):
             rate = 0.0
-        elif isinstance(b, Resume) or b is None:
-            rate = math.nan
+        elif isinstance(b, Resume):
+            rate = -1.0  # trials.supervision.RESUME
+        if b is not None and hasattr(b, "duration_min"):
+            duration = float(b.duration_min)
         if proposal.bolus is not None:
             bolus = min(proposal.bolus.bolus_u, self.settings[i].max_bolus_u)
-        return rate, bolus
+        return rate, bolus, duration
 
     def counts(self):
         return {}

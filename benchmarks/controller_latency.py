@@ -58,9 +58,9 @@ class TimedSupervisor:
         self.inner = inner
         self.step_s: list[float] = []
 
-    def step_subject(self, i, proposal, snapshot):
+    def step_subject(self, i, proposal, snapshot, **kwargs):
         t0 = time.perf_counter()
-        out = self.inner.step_subject(i, proposal, snapshot)
+        out = self.inner.step_subject(i, proposal, snapshot, **kwargs)
         self.step_s.append(time.perf_counter() - t0)
         return out
 
@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--subjects", default="adult#001,adolescent#001")
     ap.add_argument("--scenario", default="hcl-3day")
     ap.add_argument("--no-c", action="store_true", help="skip the generated-C replay")
+    ap.add_argument("--days", type=float, default=None, help="simulate fewer days (smoke test)")
     args = ap.parse_args(argv)
 
     from controller.decide import MPCController
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     inner_sup, sup_name = make_supervisor(settings)
     sup = TimedSupervisor(inner_sup)
     t0 = time.perf_counter()
-    res = simulate_chunk(subjects, settings, real, ctl, sup, seed=sc.seed, minutes=int(real.duration_min),
+    res = simulate_chunk(subjects, settings, real, ctl, sup, seed=sc.seed, minutes=int(real.duration_min if args.days is None else args.days * 1440),
                          vectorized=False)
     wall = time.perf_counter() - t0
     n = len(ctl.decide_s)

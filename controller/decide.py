@@ -18,7 +18,7 @@ no clock, no I/O, no globals other than a cache of built solvers. Steps:
 5. Output: a 30-minute temporary basal at the plan's first rate (suspend when it rounds to zero), the optional meal
    bolus or, when glucose is at least 140 mg/dL with a fresh reading, the MPC's automatic correction bolus (its own
    decision variable, at most 30 % of max bolus, 30 % of the correction need and max IOB minus IOB; none within
-   3 h after an announced meal), the predicted glucose (5-minute steps from ``now``), the estimated states and a reason.
+   12 h after an announced meal: with meal announcements the meal boluses do that work), the predicted glucose (5-minute steps from ``now``), the estimated states and a reason.
 """
 
 from __future__ import annotations
@@ -74,11 +74,11 @@ class ControllerConfig:
     disturbance_tau_min: float = 45.0
     isf_rule_mg_dl: float | None = 1800.0
     auto_bolus: bool = True
-    auto_bolus_min_glucose_mg_dl: float = 140.0
+    auto_bolus_min_glucose_mg_dl: float = 150.0
     auto_bolus_max_fraction_of_max_bolus: float = 0.3
     auto_bolus_max_reading_age_min: float = 10.0
     auto_bolus_fraction_of_need: float = 0.3
-    auto_bolus_meal_window_min: float = 180.0
+    auto_bolus_meal_window_min: float = 720.0
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
@@ -86,8 +86,9 @@ class ControllerConfig:
 def usable_readings(readings: Iterable[GlucoseReading], now_min: float) -> list[tuple[float, float]]:
     """``(t_min, glucose_mg_dl)`` of usable readings at or before ``now``, oldest first, one per time."""
     by_time: dict[float, float] = {}
+    unreliable = int(UNRELIABLE_STATUS)  # plain int: IntFlag arithmetic is slow in a per-reading loop
     for r in readings:
-        if r.t_min > now_min or not r.is_numeric or (r.status & UNRELIABLE_STATUS):
+        if r.t_min > now_min or not math.isfinite(r.glucose_mg_dl) or (int(r.status) & unreliable):
             continue
         if not (SENSOR_MIN_MG_DL <= r.glucose_mg_dl <= SENSOR_MAX_MG_DL):
             continue

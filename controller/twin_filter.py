@@ -149,6 +149,12 @@ def _make_vector_ukf_class():
             sigmas = self.points_fn.sigma_points(self.x, self.P)
             self.sigmas_f = rk4_step(sigmas.T, fx_args["u"], fx_args["p"], dt).T
 
+        def predict(self, dt=None, UT=None, fx=None, **fx_args):  # noqa: D401 - filterpy override
+            # as filterpy's, without re-drawing sigma points after the transform (TwinUKF.update draws its own)
+            self.compute_process_sigmas(dt, fx, **fx_args)
+            self.x, self.P = kalman.unscented_transform(self.sigmas_f, self.Wm, self.Wc, self.Q, self.x_mean,
+                                                        self.residual_x)
+
     return _VectorUKF, kalman.MerweScaledSigmaPoints
 
 

@@ -172,6 +172,7 @@ def test_cli_exit_codes_on_bad_input(record, tmp_path, capsys) -> None:
     assert cli_main(["replay", str(bad), one_day, "--out", str(tmp_path / "r")]) == 2
     # settings out of range
     assert cli_main(["replay", str(bad), one_day, "--isf-scale", "50", "--out", str(tmp_path / "r")]) == 2
+    assert cli_main(["fit", one_day, "--out", str(tmp_path / "t.json"), "--mcmc", "-1"]) == 2
     # argparse errors (missing --out) exit 2 as well
     with pytest.raises(SystemExit) as exc:
         cli_main(["fit", one_day])

@@ -103,7 +103,8 @@ def generate(subject_name: str, days: int = 10, seed: int = 1, scenario: str = "
             carbs.append(CarbEvent(float(meal.t_min), float(meal.announced_carbs_g)))
         sim.step(np.array([cho[t]]), np.array([ins[t]]))
     bg[n_min] = float(sim.bg_mg_dl[0])
-    data = PatientData(np.array(cgm_t), np.array(cgm_v), tuple(boluses), (), tuple(sorted(carbs, key=lambda c: c.t_min)),
+    data = PatientData(np.array(cgm_t), np.array(cgm_v), tuple(boluses), (),
+                       tuple(sorted(carbs, key=lambda c: c.t_min)),
                        profile_of(subject), "1970-01-01T00:00:00+00:00", (), subject.weight_kg)
     return SyntheticRecord(data, bg, ins, cho, subject)
 

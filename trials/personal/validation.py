@@ -69,7 +69,8 @@ class SubjectValidation:
     def line(self) -> str:
         return (f"{self.subject:15s} fit RMSE {self.fit_rmse_mg_dl:5.1f}  pred RMSE {self.pred_rmse_mg_dl:5.1f} "
                 f"(bias {self.pred_bias_mg_dl:+5.1f})  TIR true {self.tir_true_pct:5.1f} pred {self.tir_pred_pct:5.1f}"
-                f" ({self.tir_error:+5.1f}; MAP trace {self.tir_map_pct:5.1f}, carb sd {self.carb_error_log_sd:.2f})  ctrl TIR true {self.ctrl_tir_true_pct:5.1f} twin "
+                f" ({self.tir_error:+5.1f}; MAP trace {self.tir_map_pct:5.1f}, carb sd {self.carb_error_log_sd:.2f})"
+                f"  ctrl TIR true {self.ctrl_tir_true_pct:5.1f} twin "
                 f"{self.ctrl_tir_twin_pct:5.1f} ({self.ctrl_tir_error:+5.1f})  fit {self.fit_cpu_s:4.1f} s CPU  "
                 f"{'PASS' if self.passed else 'FAIL'}")
 

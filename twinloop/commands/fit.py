@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mcmc", type=int, default=0, metavar="N", help="posterior samples by MCMC (default 0: MAP only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--days", type=float, default=None, help="fit only the first DAYS days")
+    p.add_argument("--meal-effects", action="store_true",
+                   help="estimate every carb entry's counting error as a random effect (see docs/twin-fit.md)")
     p.set_defaults(handler=run)
 
 
@@ -23,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from trials.personal.importers import PatientDataError, load_patient_data
     from trials.personal.twin_file import save
 
+    if args.mcmc < 0 or (args.days is not None and not args.days > 0):
+        print("twinloop fit: --mcmc must be >= 0 and --days > 0", file=sys.stderr)
+        return 2
     try:
         data = load_patient_data(args.data)
     except PatientDataError as exc:
@@ -34,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"data issue: {issue.kind.value}{where}{row}: {issue.detail}", file=sys.stderr)
     end = None if args.days is None else float(data.cgm_t_min[0] + args.days * 1440)
     try:
-        fit = fit_twin(data, mcmc_samples=args.mcmc, seed=args.seed, end_min=end)
+        fit = fit_twin(data, mcmc_samples=args.mcmc, seed=args.seed, end_min=end, meal_effects=args.meal_effects)
     except FitRefusedError as exc:
         print(f"twinloop fit: refused: {exc}", file=sys.stderr)
         return 2
