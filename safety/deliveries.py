@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from safety.commands import DeliveryRecord, DeliveryStatus
+from safety.commands import (
+    ApprovedCommand, Bolus, CancelBolus, DeliveryKind, DeliveryRecord, DeliveryStatus, Suspend, TempBasal,
+)
 
-__all__ = ["EffectiveDeliveries", "effective_deliveries", "pending_deliveries"]
+__all__ = ["EffectiveDeliveries", "effective_deliveries", "pending_deliveries", "planned_record"]
 
 _CONFIRMED, _FAILED, _UNCERTAIN = DeliveryStatus.CONFIRMED, DeliveryStatus.FAILED, DeliveryStatus.UNCERTAIN
 
@@ -58,3 +60,21 @@ def pending_deliveries(deliveries: Iterable[DeliveryRecord]) -> list[DeliveryRec
     """Commands whose outcome is unknown: no CONFIRMED or FAILED record, latest status COMMANDED or UNCERTAIN."""
     return [r for r in effective_deliveries(deliveries)
             if r.status in (DeliveryStatus.COMMANDED, DeliveryStatus.UNCERTAIN)]
+
+
+def planned_record(approved: ApprovedCommand, status: DeliveryStatus, amount_u: float | None = None) -> DeliveryRecord:
+    """The delivery an approved command makes if the pump executes it as commanded, with ``status`` (COMMANDED before
+    sending, UNCERTAIN without an answer, CONFIRMED/FAILED from the pump). ``amount_u`` replaces the planned amount
+    when the pump reports what it really delivered. A bolus (or its cancellation) is instantaneous at the approval
+    time; a temporary basal or suspension covers its duration; a resume delivers nothing itself."""
+    c, t, cid = approved.command, approved.issued_at_min, approved.command_id
+    if isinstance(c, Bolus):
+        return DeliveryRecord(cid, DeliveryKind.BOLUS, t, t, c.bolus_u if amount_u is None else amount_u, status)
+    if isinstance(c, TempBasal):
+        planned = c.rate_u_per_h * c.duration_min / 60.0
+        return DeliveryRecord(cid, DeliveryKind.BASAL, t, t + c.duration_min,
+                              planned if amount_u is None else amount_u, status, c.rate_u_per_h)
+    if isinstance(c, Suspend):
+        return DeliveryRecord(cid, DeliveryKind.BASAL, t, t + c.duration_min, 0.0, status, 0.0)
+    kind = DeliveryKind.BOLUS if isinstance(c, CancelBolus) else DeliveryKind.BASAL
+    return DeliveryRecord(cid, kind, t, t, 0.0, status)

@@ -12,6 +12,7 @@ from drivers.interfaces import DeliveryUncertainError, DeviceError, DeviceTimeou
 from drivers.serial.ne1000 import (
     U100_U_PER_ML, Ne1000Error, Ne1000Pump, Ne1000Reply, RateUnits, insulin_u_to_volume_ml, volume_ml_to_insulin_u,
 )
+from safety.deliveries import planned_record
 from safety.commands import (
     ApprovedCommand, Bolus, CancelBolus, DeliveryKind, DeliveryRecord, DeliveryStatus, Resume, Suspend, TempBasal,
 )
@@ -136,7 +137,7 @@ class Ne1000PumpLink:
         if not isinstance(command, ApprovedCommand):
             raise TypeError(f"pump accepts only ApprovedCommand, got {type(command).__name__}")
         if self._uncertain:
-            pending = tuple(self._planned(c, DeliveryStatus.UNCERTAIN) for c, _ in self._uncertain.values())
+            pending = tuple(planned_record(c, DeliveryStatus.UNCERTAIN) for c, _ in self._uncertain.values())
             raise DeliveryUncertainError("uncertain delivery pending: reconcile() first", pending)
         if command.command_id in self._executed:
             return self._executed[command.command_id]
@@ -152,27 +153,12 @@ class Ne1000PumpLink:
                 record = await self._run(command)
             except DeviceError:
                 self._uncertain[command.command_id] = (command, 0.0)
-                return self._planned(command, DeliveryStatus.UNCERTAIN)
+                return planned_record(command, DeliveryStatus.UNCERTAIN)
             except asyncio.CancelledError:  # the caller's own timeout: the pump may be running it
                 self._uncertain[command.command_id] = (command, 0.0)
                 raise
         self._executed[command.command_id] = record
         return record
-
-    def _planned(self, approved: ApprovedCommand, status: DeliveryStatus, amount_u: float | None = None
-                 ) -> DeliveryRecord:
-        c, t = approved.command, approved.issued_at_min
-        if isinstance(c, Bolus):
-            return DeliveryRecord(approved.command_id, DeliveryKind.BOLUS, t, t,
-                                  c.bolus_u if amount_u is None else amount_u, status)
-        if isinstance(c, TempBasal):
-            return DeliveryRecord(approved.command_id, DeliveryKind.BASAL, t, t + c.duration_min,
-                                  c.rate_u_per_h * c.duration_min / 60.0 if amount_u is None else amount_u, status,
-                                  c.rate_u_per_h)
-        if isinstance(c, Suspend):
-            return DeliveryRecord(approved.command_id, DeliveryKind.BASAL, t, t + c.duration_min, 0.0, status, 0.0)
-        kind = DeliveryKind.BOLUS if isinstance(c, CancelBolus) else DeliveryKind.BASAL
-        return DeliveryRecord(approved.command_id, kind, t, t, 0.0, status)
 
     async def _run(self, approved: ApprovedCommand) -> DeliveryRecord:
         c = approved.command
@@ -180,17 +166,17 @@ class Ne1000PumpLink:
             await self._start_basal(c.rate_u_per_h, c.duration_min)
             if c.rate_u_per_h <= 0.0:
                 self._tbr_until_min = self.clock() + c.duration_min
-            return self._planned(approved, DeliveryStatus.CONFIRMED)
+            return planned_record(approved, DeliveryStatus.CONFIRMED)
         if isinstance(c, Suspend):
             await self.pump.stop()
             self._basal_u_per_h = 0.0
             self._tbr_until_min = self.clock() + c.duration_min
-            return self._planned(approved, DeliveryStatus.CONFIRMED)
+            return planned_record(approved, DeliveryStatus.CONFIRMED)
         if isinstance(c, Resume):
             await self._start_basal(self.scheduled_basal_u_per_h, None)
-            return self._planned(approved, DeliveryStatus.CONFIRMED)
+            return planned_record(approved, DeliveryStatus.CONFIRMED)
         if isinstance(c, CancelBolus):
-            return self._planned(approved, DeliveryStatus.FAILED)
+            return planned_record(approved, DeliveryStatus.FAILED)
         assert isinstance(c, Bolus)
         basal, until = self._basal_before, self._tbr_until_min
         await self.pump.set_rate(self.bolus_rate_ul_per_min, RateUnits.UL_PER_MIN)
@@ -222,8 +208,8 @@ class Ne1000PumpLink:
         else:
             await self._start_basal(self.scheduled_basal_u_per_h, None)
         if alarm is not None and delivered_u <= 0.0:
-            return self._planned(approved, DeliveryStatus.FAILED, 0.0)
-        return self._planned(approved, DeliveryStatus.CONFIRMED, round(delivered_u, 6))
+            return planned_record(approved, DeliveryStatus.FAILED, 0.0)
+        return planned_record(approved, DeliveryStatus.CONFIRMED, round(delivered_u, 6))
 
     async def reconcile(self) -> tuple[DeliveryRecord, ...]:
         """See :meth:`drivers.interfaces.PumpLink.reconcile`. Stops the pump, then reads ``DIS``."""
@@ -237,15 +223,15 @@ class Ne1000PumpLink:
                 delivered_u = max(0.0, self._u(infused_now_ml - before_ml))
                 c = approved.command
                 if isinstance(c, Bolus):
-                    record = (self._planned(approved, DeliveryStatus.CONFIRMED, round(delivered_u, 6))
-                              if delivered_u > 0.0 else self._planned(approved, DeliveryStatus.FAILED, 0.0))
+                    record = (planned_record(approved, DeliveryStatus.CONFIRMED, round(delivered_u, 6))
+                              if delivered_u > 0.0 else planned_record(approved, DeliveryStatus.FAILED, 0.0))
                 elif isinstance(c, TempBasal) and c.rate_u_per_h > 0.0:
                     # stopped now: what ran is what the counter says
                     record = (DeliveryRecord(command_id, DeliveryKind.BASAL, approved.issued_at_min, self.clock(),
                                              round(delivered_u, 6), DeliveryStatus.CONFIRMED, c.rate_u_per_h)
-                              if delivered_u > 0.0 else self._planned(approved, DeliveryStatus.FAILED, 0.0))
+                              if delivered_u > 0.0 else planned_record(approved, DeliveryStatus.FAILED, 0.0))
                 else:
-                    record = self._planned(approved, DeliveryStatus.CONFIRMED)  # the pump is stopped now
+                    record = planned_record(approved, DeliveryStatus.CONFIRMED)  # the pump is stopped now
                 resolved.append(record)
                 self._executed[command_id] = record
                 del self._uncertain[command_id]

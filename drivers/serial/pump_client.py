@@ -22,6 +22,7 @@ from drivers.serial.protocol import (
     Info, InfoRequest, PumpCommand, PumpFlag, PumpHistory, PumpHistoryRequest, PumpResult, PumpStatusReport,
     PumpStatusRequest, ResultCode, RetryPolicy, u_to_mu,
 )
+from safety.deliveries import planned_record
 from safety.commands import (
     ApprovedCommand, Bolus, BolusKind, CancelBolus, DeliveryKind, DeliveryRecord, DeliveryStatus, Resume, Suspend,
     TempBasal,
@@ -59,23 +60,9 @@ def encode_command(approved: ApprovedCommand) -> PumpCommand:
     raise TypeError(f"unsupported insulin command {c!r}")
 
 
-def _planned(approved: ApprovedCommand, status: DeliveryStatus) -> DeliveryRecord:
-    """The record of a command as commanded (used when the pump gave no usable answer)."""
-    c, t = approved.command, approved.issued_at_min
-    if isinstance(c, Bolus):
-        return DeliveryRecord(approved.command_id, DeliveryKind.BOLUS, t, t, c.bolus_u, status)
-    if isinstance(c, TempBasal):
-        return DeliveryRecord(approved.command_id, DeliveryKind.BASAL, t, t + c.duration_min,
-                              c.rate_u_per_h * c.duration_min / 60.0, status, c.rate_u_per_h)
-    if isinstance(c, Suspend):
-        return DeliveryRecord(approved.command_id, DeliveryKind.BASAL, t, t + c.duration_min, 0.0, status, 0.0)
-    kind = DeliveryKind.BOLUS if isinstance(c, CancelBolus) else DeliveryKind.BASAL
-    return DeliveryRecord(approved.command_id, kind, t, t, 0.0, status)
-
-
 def _failed(approved: ApprovedCommand) -> DeliveryRecord:
     """The record of a command the pump refused or never executed: nothing delivered."""
-    kind = _planned(approved, DeliveryStatus.FAILED).kind
+    kind = planned_record(approved, DeliveryStatus.FAILED).kind
     t = approved.issued_at_min
     return DeliveryRecord(approved.command_id, kind, t, t, 0.0, DeliveryStatus.FAILED)
 
@@ -109,7 +96,7 @@ class SerialPumpClient:
     @property
     def pending(self) -> tuple[DeliveryRecord, ...]:
         """Deliveries still ``UNCERTAIN``."""
-        return tuple(_planned(a, DeliveryStatus.UNCERTAIN) for a in self._uncertain.values())
+        return tuple(planned_record(a, DeliveryStatus.UNCERTAIN) for a in self._uncertain.values())
 
     async def connect(self) -> None:
         """Open the port (reopen if it was open) and check the device is a pump. Raises :class:`DeviceError`."""
@@ -146,7 +133,7 @@ class SerialPumpClient:
         except DeviceError as exc:  # timeout after all attempts, or the port failed mid-way: it may have run
             log.warning("pump command %s unconfirmed: %s", command.command_id, exc)
             self._uncertain[command.command_id] = command
-            return _planned(command, DeliveryStatus.UNCERTAIN)
+            return planned_record(command, DeliveryStatus.UNCERTAIN)
         except asyncio.CancelledError:  # the caller's own timeout: the command may be on the wire
             self._uncertain[command.command_id] = command
             raise
@@ -164,7 +151,7 @@ class SerialPumpClient:
         if reply.command_id != command.command_id:
             self._uncertain[command.command_id] = command
             log.error("pump answered for %r instead of %r", reply.command_id, command.command_id)
-            return _planned(command, DeliveryStatus.UNCERTAIN)
+            return planned_record(command, DeliveryStatus.UNCERTAIN)
         if reply.result in (ResultCode.OK, ResultCode.DUPLICATE) and reply.entry is not None:
             self._check_entry(command, reply.entry)
             return delivery_record(reply.entry, DeliveryStatus.CONFIRMED)

@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from safety.deliveries import planned_record
 from safety.commands import (
     ApprovedCommand, Bolus, BolusKind, DeliveryKind, DeliveryRecord, DeliveryStatus, Proposal,
 )
@@ -58,20 +59,6 @@ class CycleResult:
     deliveries: list[DeliveryRecord] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
-
-
-def planned_record(approved: ApprovedCommand, status: DeliveryStatus) -> DeliveryRecord:
-    """The delivery a command would make, with ``status`` (COMMANDED before sending, UNCERTAIN without an answer)."""
-    from safety.commands import Suspend, TempBasal
-    c, t = approved.command, approved.issued_at_min
-    if isinstance(c, Bolus):
-        return DeliveryRecord(approved.command_id, DeliveryKind.BOLUS, t, t, c.bolus_u, status)
-    if isinstance(c, TempBasal):
-        return DeliveryRecord(approved.command_id, DeliveryKind.BASAL, t, t + c.duration_min,
-                              c.rate_u_per_h * c.duration_min / 60.0, status, c.rate_u_per_h)
-    if isinstance(c, Suspend):
-        return DeliveryRecord(approved.command_id, DeliveryKind.BASAL, t, t + c.duration_min, 0.0, status, 0.0)
-    return DeliveryRecord(approved.command_id, DeliveryKind.BASAL, t, t, 0.0, status)
 
 
 class JournalFailure(RuntimeError):
