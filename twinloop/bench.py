@@ -241,9 +241,9 @@ def _sleep_until(deadline_s: float) -> None:
     sleep_until(deadline_s)
 
 
-def run_serial(opts: BenchOptions) -> BenchRun:
-    """The serial bench with the runtime in a separate process."""
-    from hil.emulators.serial_cgm import SerialCgmEmulator
+def _setup(opts: BenchOptions) -> tuple:
+    """What both transports start from: work folder, virtual patient, fault schedule, therapy table, the accelerated
+    clock and the bench's own real-time policy (to restore at the end)."""
     from twinloop.runtime.clock import AcceleratedClock
 
     workdir = Path(opts.workdir)
@@ -252,7 +252,14 @@ def run_serial(opts: BenchOptions) -> BenchRun:
     faults = list(opts.faults) if opts.faults is not None else default_schedule(opts.hours)
     therapy = therapy_table(patient)
     clock = AcceleratedClock(opts.speed, start_min=0.0, epoch_s=time.monotonic() + opts.warmup_s)
-    restore_policy = _bench_fifo(opts)
+    return workdir, patient, faults, therapy, clock, _bench_fifo(opts)
+
+
+def run_serial(opts: BenchOptions) -> BenchRun:
+    """The serial bench with the runtime in a separate process."""
+    from hil.emulators.serial_cgm import SerialCgmEmulator
+
+    workdir, patient, faults, therapy, clock, restore_policy = _setup(opts)
     cgm = SerialCgmEmulator(seed=11)
     pump = _timed_pump_class()(scheduled_basal_u_per_h=therapy["basal_u_per_h"], clock=clock.now_min, seed=12)
     cgm.start()
@@ -608,15 +615,8 @@ def run_ble(opts: BenchOptions) -> BenchRun:
     """The BLE bench: CGMS and IDS emulators on a bumble link, the runtime in-process on the same loop."""
     from hil.emulators.ble_cgms import CgmsEmulator
     from hil.emulators.ble_link import VirtualBleLink
-    from twinloop.runtime.clock import AcceleratedClock
 
-    workdir = Path(opts.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    patient = VirtualPatient(opts.subject, opts.scenario, opts.seed, sensor_dropouts=opts.sensor_dropouts)
-    faults = list(opts.faults) if opts.faults is not None else default_schedule(opts.hours)
-    therapy = therapy_table(patient)
-    clock = AcceleratedClock(opts.speed, start_min=0.0, epoch_s=time.monotonic() + opts.warmup_s)
-    restore_policy = _bench_fifo(opts)
+    workdir, patient, faults, therapy, clock, restore_policy = _setup(opts)
     lt = _LoopThread()
 
     async def setup() -> tuple:
