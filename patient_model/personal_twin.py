@@ -94,6 +94,26 @@ def meal_type(t_min: float, carbs_g: float) -> int:
     return 3
 
 
+def carb_grid(t0_min: float, carb_entries: Sequence[tuple[float, float]], n_steps: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Carb entries ``(t_min, carbs_g)`` on the 5-minute grid from ``t0_min``: grams entered per step, the meal type
+    of each step's carbs, and the meal type whose absorption applies during each step (the most recent meal)."""
+    carbs = np.zeros(n_steps)
+    meal = np.zeros(n_steps, dtype=int)
+    for t, c in carb_entries:
+        k = int((t - t0_min) // DT_MIN)
+        if 0 <= k < n_steps and c > 0:
+            carbs[k] += c
+            meal[k] = meal_type(t, c)
+    current = np.zeros(n_steps, dtype=int)
+    last = 1
+    for k in range(n_steps):
+        if carbs[k] > 0:
+            last = meal[k]
+        current[k] = last
+    return carbs, meal, current
+
+
 @dataclass(frozen=True)
 class TwinInputs:
     """Inputs of a twin simulation on the 5-minute grid ``t0_min + k * 5``.
@@ -124,20 +144,7 @@ class TwinInputs:
         if per_min.size < n_steps * 5:
             per_min = np.concatenate([per_min, np.full(n_steps * 5 - per_min.size, per_min[-1] if per_min.size else 0)])
         ins = per_min.reshape(n_steps, 5).mean(axis=1)
-        carbs = np.zeros(n_steps)
-        meal = np.zeros(n_steps, dtype=int)
-        for t, c in carb_entries:
-            k = int((t - t0_min) // DT_MIN)
-            if 0 <= k < n_steps and c > 0:
-                carbs[k] += c
-                meal[k] = meal_type(t, c)
-        current = np.zeros(n_steps, dtype=int)
-        last = 1
-        for k in range(n_steps):
-            if carbs[k] > 0:
-                last = meal[k]
-            current[k] = last
-        return cls(float(t0_min), ins, carbs, meal, current)
+        return cls(float(t0_min), ins, *carb_grid(t0_min, carb_entries, n_steps))
 
 
 def base_twin_params(basal_u_per_h: float, isf_mg_dl_per_u: float, carb_ratio_g_per_u: float,

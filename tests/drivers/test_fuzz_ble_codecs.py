@@ -18,6 +18,8 @@ from drivers.codecs.e2e import append_crc, append_e2e
 from drivers.codecs.errors import DecodeError
 from drivers.codecs.sfloat import read_float32, read_sfloat
 
+from drivers_testkit import read_corpus  # noqa: E402
+
 CORPUS = Path(__file__).parent / "corpus" / "ble"
 
 WF = cgms.OctetOrder.WARNING_FIRST
@@ -127,15 +129,7 @@ def test_fuzz_slow(name):
 
 
 def _corpus() -> list[tuple[str, str, bytes, str]]:
-    cases = []
-    for path in sorted(CORPUS.glob("*.txt")):
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            text, _, why = line.partition("#")
-            if not text.strip():
-                continue
-            name, _, hexdata = text.strip().partition(" ")
-            cases.append((f"{path.name}:{lineno}", name, bytes.fromhex(hexdata.replace(" ", "")), why.strip()))
-    return cases
+    return read_corpus(CORPUS)
 
 
 def test_corpus_is_not_empty():

@@ -20,6 +20,8 @@ from drivers.serial import ne1000
 from drivers.serial.framing import FrameReader, decode_frame, encode_frame
 from drivers.serial.protocol import MsgType, decode_message, message_check
 
+from drivers_testkit import read_corpus  # noqa: E402
+
 CORPUS = Path(__file__).parent / "corpus" / "serial"
 
 DECODERS: dict[str, Callable[[bytes], object]] = {
@@ -163,15 +165,7 @@ def test_single_byte_corruption_of_any_frame_is_detected() -> None:
 
 
 def _corpus() -> list[tuple[str, str, bytes, str]]:
-    cases = []
-    for path in sorted(CORPUS.glob("*.txt")):
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            text, _, why = line.partition("#")
-            if not text.strip():
-                continue
-            name, _, hexdata = text.strip().partition(" ")
-            cases.append((f"{path.name}:{lineno}", name, bytes.fromhex(hexdata.replace(" ", "")), why.strip()))
-    return cases
+    return read_corpus(CORPUS)
 
 
 def test_corpus_is_not_empty() -> None:

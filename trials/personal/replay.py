@@ -102,22 +102,6 @@ def _twin_step(fit: TwinFit, theta: np.ndarray, x: np.ndarray, t_min: float, ins
     return pt.simulate(fit.base, theta, inputs, x)[1]
 
 
-def _grid(data: PatientData, t0: float, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    carbs = np.zeros(n_steps)
-    meal = np.zeros(n_steps, dtype=int)
-    for c in data.carbs:
-        k = int((c.t_min - t0) // pt.DT_MIN)
-        if 0 <= k < n_steps:
-            carbs[k] += c.carbs_g
-            meal[k] = pt.meal_type(c.t_min, c.carbs_g)
-    current = np.zeros(n_steps, dtype=int)
-    last = 1
-    for k in range(n_steps):
-        last = meal[k] if carbs[k] > 0 else last
-        current[k] = last
-    return carbs, meal, current
-
-
 def open_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_steps: int, x0: np.ndarray,
               bolus_scale: float = 1.0, name: str = "recorded") -> ArmResult:
     """The recorded insulin (boluses scaled by ``bolus_scale``) and carbs on the twin."""
@@ -152,7 +136,7 @@ def closed_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n
     """``controller`` (Controller protocol) doses the twin every 5 minutes through the supervisor."""
     rng = np.random.default_rng(seed)
     sup = SubjectSupervision([settings])
-    carbs, meal_idx, current = _grid(data, t0, n_steps)
+    carbs, meal_idx, current = pt.carb_grid(t0, [(c.t_min, c.carbs_g) for c in data.carbs], n_steps)
     meals = tuple(MealAnnouncement(c.t_min, c.carbs_g, c.t_min, entry_id=f"m{i}") for i, c in enumerate(data.carbs))
     state = controller.initial_state(settings)
     x = np.asarray(x0, float).copy()
