@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from safety.settings import Schedule, ScheduleEntry
+
 
 class IssueKind(enum.Enum):
     GAP = "gap"                       # CGM gap longer than the allowed interval
@@ -63,22 +65,18 @@ class Profile:
     insulin_duration_min: float = 360.0
 
     @staticmethod
-    def _at(schedule: tuple[tuple[float, float], ...], t_min: float) -> float:
-        mod = t_min % 1440.0
-        value = schedule[0][1]
-        for start, v in schedule:
-            if start <= mod:
-                value = v
-        return value
+    def schedule(pairs: tuple[tuple[float, float], ...]) -> Schedule:
+        """The safety kernel's :class:`~safety.settings.Schedule` for (minute_of_day, value) pairs."""
+        return Schedule(tuple(ScheduleEntry(float(t), float(v)) for t, v in pairs))
 
     def basal_at(self, t_min: float) -> float:
-        return self._at(self.basal_u_per_h, t_min)
+        return self.schedule(self.basal_u_per_h).at(t_min)
 
     def isf_at(self, t_min: float) -> float:
-        return self._at(self.isf_mg_dl_per_u, t_min)
+        return self.schedule(self.isf_mg_dl_per_u).at(t_min)
 
     def carb_ratio_at(self, t_min: float) -> float:
-        return self._at(self.carb_ratio_g_per_u, t_min)
+        return self.schedule(self.carb_ratio_g_per_u).at(t_min)
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,7 @@ class PatientData:
 
     def insulin_u_per_min(self, n_min: int) -> np.ndarray:
         """Per-minute delivered insulin over [0, n_min): scheduled basal overridden by temp basals, plus boluses."""
-        rate_u_per_h = np.array([self.profile.basal_at(float(t)) for t in range(n_min)])
+        rate_u_per_h = self.profile.schedule(self.profile.basal_u_per_h).at_array(np.arange(n_min, dtype=float))
         for tb in self.temp_basals:
             a = max(int(round(tb.t_min)), 0)
             b = min(int(round(tb.t_min + tb.duration_min)), n_min)
