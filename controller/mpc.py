@@ -49,6 +49,17 @@ class MPCResult:
     bolus_u: float = 0.0
 
 
+_EMPTY = np.zeros(0)
+
+
+def build_gradient(config: MPCConfig, name: str = "twinloop_grad") -> Any:
+    """``Function(w, p) -> gradient of the NLP cost`` (for the first-order optimality check of a solution)."""
+    import casadi as ca
+
+    nlp, _ = build_nlp(config)
+    return ca.Function(name, [nlp["x"], nlp["p"]], [ca.gradient(nlp["f"], nlp["x"])], ["w", "p"], ["g"])
+
+
 class MPCSolveError(RuntimeError):
     """Raised by a solver backend that cannot produce a plan; :class:`MPCSolver` turns it into a failed result."""
 
@@ -78,20 +89,16 @@ class MPCSolver:
     def _ensure(self) -> None:
         if self._grad is not None:
             return
-        import casadi as ca
-
-        nlp, _ = build_nlp(self.config)
-        self._grad = ca.Function("grad", [nlp["x"], nlp["p"]], [ca.gradient(nlp["f"], nlp["x"])])
         if self.use_compiled:
             from controller.codegen import load_compiled
 
             compiled = load_compiled(self.config, self.library_dir)
             if compiled is not None:
-                self._compiled, self._condenser = compiled
-        if self._condenser is None:
-            self._condenser = build_condenser(self.config)
-        if self._compiled is None:
-            self._solver, _ = build_solver(self.config)
+                self._compiled, self._condenser, self._grad = compiled.solver, compiled.condenser, compiled.gradient
+                return
+        self._condenser = build_condenser(self.config)
+        self._grad = build_gradient(self.config)
+        self._solver, _ = build_solver(self.config)
 
     @property
     def compiled_loaded(self) -> bool:
@@ -103,7 +110,8 @@ class MPCSolver:
         self._ensure()
         a, B, ap, Bp, aE, bE = self._condenser(inp.x0, inp.twin, inp.carbs_g)
         return (np.asarray(a, dtype=float).ravel(), np.asarray(B, dtype=float), np.asarray(ap, dtype=float).ravel(),
-                np.asarray(Bp, dtype=float), float(aE), np.asarray(bE, dtype=float).ravel())
+                np.asarray(Bp, dtype=float), float(np.asarray(aE, dtype=float).ravel()[0]),
+                np.asarray(bE, dtype=float).ravel())
 
     def parameters(self, inp: MPCInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
         """The NLP parameter vector and the forecast pieces it was made from."""
@@ -138,7 +146,7 @@ class MPCSolver:
         try:
             if self._compiled is not None:
                 solver_name = "compiled_c"
-                out = self._compiled(w0, p, lbx, ubx, np.zeros(0), np.zeros(0), np.zeros(n), np.zeros(0))
+                out = self._compiled(w0, p, lbx, ubx, _EMPTY, _EMPTY, np.zeros(n), _EMPTY)
                 w = np.asarray(out[0], dtype=float).ravel()
                 status = "compiled"
                 ok = True
@@ -149,7 +157,7 @@ class MPCSolver:
                 ok = bool(stats.get("success", False))
                 iterations = int(stats.get("iter_count", 0))
                 w = np.asarray(res["x"], dtype=float).ravel()
-        except (RuntimeError, MPCSolveError) as exc:  # casadi raises RuntimeError on evaluation errors
+        except (RuntimeError, MPCSolveError) as exc:  # casadi (and c_function) raise RuntimeErrors on failure
             return MPCResult(False, f"solver_error: {exc}".splitlines()[0][:200], solver=solver_name)
         if not ok and status in _CONVERGED_IF_STATIONARY:
             ok = True  # e.g. a warm start already at the optimum: accepted only after the stationarity check below

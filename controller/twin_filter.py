@@ -155,6 +155,20 @@ def _make_vector_ukf_class():
             self.x, self.P = kalman.unscented_transform(self.sigmas_f, self.Wm, self.Wc, self.Q, self.x_mean,
                                                         self.residual_x)
 
+        def update(self, z, R=None, UT=None, hx=None, **hx_args):  # noqa: D401 - filterpy override
+            # as filterpy's for the glucose-only measurement, with the per-sigma-point loops (h(x) and the cross
+            # covariance) done as array operations; same formulas, same attributes set (y, S, K, x, P)
+            R = self.R if R is None else R
+            self.sigmas_h = self.sigmas_f[:, IDX_G:IDX_G + 1]
+            zp, self.S = kalman.unscented_transform(self.sigmas_h, self.Wm, self.Wc, R)
+            self.SI = 1.0 / self.S
+            Pxz = ((self.sigmas_f - self.x) * self.Wc[:, None]).T @ (self.sigmas_h - zp)
+            self.K = Pxz @ self.SI
+            self.y = np.asarray(z, dtype=float) - zp
+            self.x = self.x + self.K @ self.y
+            self.P = self.P - self.K @ self.S @ self.K.T
+            self.z = np.array(z, dtype=float)
+
     return _VectorUKF, kalman.MerweScaledSigmaPoints
 
 

@@ -95,3 +95,28 @@ def test_export_c_writes_sources_and_build_files(tmp_path, capsys):
     assert "twinloop_mpc(" in src and "twinloop_condense(" in src
     assert "#include <casadi" not in src  # self-contained
     assert "lib" in (out / "Makefile").read_text()
+
+
+def test_compiled_condenser_and_gradient_match_casadi(library_dir):
+    """The ctypes calls decode CasADi's sparse outputs (B is lower block-triangular) exactly like CasADi does."""
+    from controller.c_function import CompiledFunctionError
+    from controller.mpc import build_gradient
+    from controller.mpc_problem import build_condenser
+
+    compiled = load_compiled(CONFIG, library_dir)
+    ref_condense, ref_grad = build_condenser(CONFIG), build_gradient(CONFIG)
+    py = MPCSolver(CONFIG)
+    for inp in problems():
+        got = compiled.condenser(inp.x0, inp.twin, inp.carbs_g)
+        want = ref_condense(inp.x0, inp.twin, inp.carbs_g)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g).reshape(np.asarray(w).shape), np.asarray(w), rtol=1e-12,
+                                       atol=1e-9)
+        p = py.parameters(inp)[0]
+        w = np.linspace(0.0, 2.0, CONFIG.n_vars)
+        np.testing.assert_allclose(compiled.gradient(w, p)[0], np.asarray(ref_grad(w, p)).ravel(), rtol=1e-10,
+                                   atol=1e-12)
+    with pytest.raises(CompiledFunctionError, match="takes 3 arguments"):
+        compiled.condenser(np.zeros(8))
+    with pytest.raises(CompiledFunctionError, match="expected 8"):
+        compiled.condenser(np.zeros(7), np.zeros(8), np.zeros(CONFIG.horizon_steps))
