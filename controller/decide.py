@@ -79,16 +79,22 @@ class ControllerConfig:
     auto_bolus_max_reading_age_min: float = 10.0
     auto_bolus_fraction_of_need: float = 0.3
     auto_bolus_meal_window_min: float = 720.0
+    auto_bolus_isf_from_twin: bool = False
+    falling_trend_mg_dl_per_min: float | None = None
+    falling_trend_window_min: float = 20.0
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
 
-def usable_readings(readings: Iterable[GlucoseReading], now_min: float) -> list[tuple[float, float]]:
-    """``(t_min, glucose_mg_dl)`` of usable readings at or before ``now``, oldest first, one per time."""
+def usable_readings(readings: Iterable[GlucoseReading], now_min: float,
+                    since_min: float = -math.inf) -> list[tuple[float, float]]:
+    """``(t_min, glucose_mg_dl)`` of usable readings in ``[since, now]``, oldest first, one per time."""
     by_time: dict[float, float] = {}
     unreliable = int(UNRELIABLE_STATUS)  # plain int: IntFlag arithmetic is slow in a per-reading loop
     for r in readings:
-        if r.t_min > now_min or not math.isfinite(r.glucose_mg_dl) or (int(r.status) & unreliable):
+        if not (since_min <= r.t_min <= now_min):
+            continue
+        if not math.isfinite(r.glucose_mg_dl) or (int(r.status) & unreliable):
             continue
         if not (SENSOR_MIN_MG_DL <= r.glucose_mg_dl <= SENSOR_MAX_MG_DL):
             continue
@@ -218,7 +224,14 @@ class MPCController:
             raise ValueError("snapshot.now_min is not finite")
         settings = snapshot.settings
         scheduled = settings.basal_at(now)
-        readings = usable_readings(snapshot.readings, now)
+        fs = self._restore_filter(state, now)
+        # older readings than the filter's time are not used again (a restored filter re-reads only its own time,
+        # before its first update; a cold start looks back over its initialisation window) and the staleness
+        # checks need only the newest one; the full history is scanned only when that window is empty
+        start = fs.t_min if fs is not None else now - cfg.init_window_min
+        readings = usable_readings(snapshot.readings, now, min(start, now - cfg.fallback_reading_min) - 1e-6)
+        if not readings:
+            readings = usable_readings(snapshot.readings, now)
         meals = visible_meals(snapshot.meals, now)
         deliveries = tuple(d for d in snapshot.deliveries
                            if d.status is not DeliveryStatus.FAILED and d.start_min <= now
@@ -227,7 +240,6 @@ class MPCController:
         bolused: dict[str, float] = {k: float(v) for k, v in dict(state.get("meals_bolused", {})).items()}
         notes: list[str] = []
 
-        fs = self._restore_filter(state, now)
         if fs is None:
             fs, injected = self._cold_start(readings, meals, deliveries, settings, now)
             if fs is None:
@@ -269,14 +281,20 @@ class MPCController:
         if iob >= settings.max_iob_u:
             u_max = min(u_max, scheduled)
             notes.append(f"insulin on board at the {settings.max_iob_u:.1f} U limit: no increase")
+        falling = self._falling_fast(snapshot.readings, now)
+        if falling is not None:
+            u_max = min(u_max, scheduled)
+            notes.append(f"CGM falling {falling:.1f} mg/dL/min: no increase above the scheduled basal")
         u_max = max(u_max, 0.0)
         bolus_max = 0.0
         recent_meal = any(now - cfg.auto_bolus_meal_window_min <= m.t_min <= now + cfg.meal_bolus_before_min
                           for m in meals.values())
-        if (cfg.auto_bolus and bolus is None and not recent_meal and last_age <= cfg.auto_bolus_max_reading_age_min
+        if (cfg.auto_bolus and bolus is None and not recent_meal and falling is None
+                and last_age <= cfg.auto_bolus_max_reading_age_min
                 and readings[-1][1] >= cfg.auto_bolus_min_glucose_mg_dl
                 and fs.x[IDX_G] >= cfg.auto_bolus_min_glucose_mg_dl):
-            need_u = (readings[-1][1] - settings.target_mg_dl) / settings.isf_at(now) - iob
+            isf = params.isf_mg_dl_per_u if cfg.auto_bolus_isf_from_twin else settings.isf_at(now)
+            need_u = (readings[-1][1] - settings.target_mg_dl) / isf - iob
             bolus_max = max(0.0, min(cfg.auto_bolus_max_fraction_of_max_bolus * settings.max_bolus_u,
                                      settings.max_iob_u - max(iob, 0.0), cfg.auto_bolus_fraction_of_need * need_u))
 
@@ -334,6 +352,21 @@ class MPCController:
         reason = decision_reason(glucose_now, trend, iob, predicted, action, notes)
         return state_out, Proposal(now_min=now, basal=basal_cmd, bolus=bolus, predicted_glucose_mg_dl=predicted,
                                    estimated_state=estimated, reason=reason, controller=self.name)
+
+    def _falling_fast(self, all_readings, now: float) -> float | None:
+        """The CGM slope (mg/dL/min, least squares over ``falling_trend_window_min``) when it is at or below
+        ``falling_trend_mg_dl_per_min`` (then insulin is not raised above the scheduled basal), else None."""
+        limit = self.config.falling_trend_mg_dl_per_min
+        if limit is None:
+            return None
+        recent = usable_readings(all_readings, now, now - self.config.falling_trend_window_min - 1e-6)
+        if len(recent) < 3:
+            return None
+        t = np.array([r[0] for r in recent])
+        g = np.array([r[1] for r in recent])
+        tc = t - t.mean()
+        slope = float(np.dot(tc, g - g.mean()) / np.dot(tc, tc))
+        return slope if slope <= limit else None
 
     # -- filter -----------------------------------------------------------------------------------------------
     def _restore_filter(self, state: Mapping[str, Any], now: float) -> FilterState | None:

@@ -188,9 +188,11 @@ class TwinUKF:
 
     def __post_init__(self) -> None:
         vector_ukf, sigma_points = _make_vector_ukf_class()
-        points = sigma_points(N_STATES, alpha=self.config.alpha, beta=self.config.beta, kappa=self.config.kappa)
+        points = sigma_points(N_STATES, alpha=self.config.alpha, beta=self.config.beta, kappa=self.config.kappa,
+                              sqrt_method=_upper_cholesky)
         self._ukf = vector_ukf(dim_x=N_STATES, dim_z=1, dt=5.0, hx=_hx, fx=_fx, points=points)
         self._ukf.R = np.array([[self.config.measurement_sd_mg_dl ** 2]])
+        self._q_per_5min = np.diag(self.config.process_sd_per_5min() ** 2)
 
     def initial(self, x0: np.ndarray, t_min: float, sd: np.ndarray | None = None) -> FilterState:
         """A fresh estimate around ``x0`` with the prior spread of :meth:`FilterConfig.initial_sd` (or ``sd``)."""
@@ -206,18 +208,27 @@ class TwinUKF:
         x[IDX_Q1] += carbs_g
         ukf = self._ukf
         ukf.x = x
-        ukf.P = _psd(fs.P)
-        ukf.Q = np.diag((self.config.process_sd_per_5min() ** 2) * (dt_min / 5.0))
-        ukf.predict(dt=dt_min, u=float(insulin_u_per_min), p=params)
+        ukf.Q = self._q_per_5min * (dt_min / 5.0)
+        try:  # fs.P normally comes out of _psd already; repair only when the sigma points cannot be drawn
+            ukf.P = _symmetric(fs.P)
+            ukf.predict(dt=dt_min, u=float(insulin_u_per_min), p=params)
+        except np.linalg.LinAlgError:
+            ukf.x = x
+            ukf.P = _psd(fs.P)
+            ukf.predict(dt=dt_min, u=float(insulin_u_per_min), p=params)
         return FilterState(fs.t_min + dt_min, self._clip(ukf.x), _psd(ukf.P), fs.rejected_in_row, fs.n_updates)
 
     def update(self, fs: FilterState, glucose_mg_dl: float) -> tuple[FilterState, UpdateResult]:
         """Measurement update with innovation gating (see the module docstring)."""
         ukf = self._ukf
-        P = _psd(fs.P)
+        P = _symmetric(fs.P)
         ukf.x = fs.x.copy()
+        try:  # as in predict: repair the covariance only when it cannot be factorised
+            ukf.sigmas_f = ukf.points_fn.sigma_points(ukf.x, P)
+        except np.linalg.LinAlgError:
+            P = _psd(P)
+            ukf.sigmas_f = ukf.points_fn.sigma_points(ukf.x, P)
         ukf.P = P
-        ukf.sigmas_f = ukf.points_fn.sigma_points(ukf.x, ukf.P)
         force = fs.rejected_in_row >= self.config.max_rejections
         if force:
             ukf.P = P.copy()
@@ -243,6 +254,17 @@ class TwinUKF:
         x[IDX_D] = min(max(x[IDX_D], c.disturbance_min_mg_dl_per_min), c.disturbance_max_mg_dl_per_min)
         x[IDX_S] = min(max(x[IDX_S], c.sensitivity_min), c.sensitivity_max)
         return x
+
+
+def _upper_cholesky(A: np.ndarray) -> np.ndarray:
+    """``U`` with ``A = U.T @ U`` (what filterpy's default ``scipy.linalg.cholesky`` returns, without its wrapper
+    overhead, which is larger than the factorisation of an 8 x 8 matrix)."""
+    return np.linalg.cholesky(A).T
+
+
+def _symmetric(P: np.ndarray) -> np.ndarray:
+    """``P`` itself when exactly symmetric (every covariance this filter writes is), else its symmetric part."""
+    return P if np.array_equal(P, P.T) else 0.5 * (P + P.T)
 
 
 def _psd(P: np.ndarray) -> np.ndarray:

@@ -66,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
     except TrialSpecError as exc:
         print(f"twinloop trial: {exc}", file=sys.stderr)
         return 2
+    if any(c.startswith("mpc") for c in controllers):
+        from trials.mpc import make_mpc, solver_kind
+
+        kind = solver_kind(make_mpc(compiled=False))
+        hint = "" if kind == "compiled C" else " (`twinloop export-c --out DIR --build` makes MPC trials faster)"
+        print(f"mpc solver: {kind}{hint}")
     print(f"summary: {out.summary_path}")
     if out.report_path is not None:
         print(f"report:  {out.report_path}")
