@@ -146,19 +146,24 @@ class CompiledFunction:
         for i, (a, sp) in enumerate(zip(args, self.sparsity_in)):
             if sp.nnz == 0:
                 continue
-            flat = np.asarray(a, dtype=float).reshape(-1, order="F")
+            flat = np.asarray(a, dtype=float)
+            if flat.ndim > 1:
+                flat = flat.reshape(-1, order="F")
             if flat.size != sp.rows * sp.cols:
                 raise CompiledFunctionError(f"{self.name} argument {i} has {flat.size} values, "
                                             f"expected {sp.rows * sp.cols}")
             idx = self._in_dense_idx[i]
-            self._in_bufs[i][:] = flat if idx is None else flat[idx]
+            self._in_bufs[i][:] = flat.ravel() if idx is None else flat.ravel()[idx]
         status = self._fn(self._arg, self._res, self._iw, self._w, self._mem)
         if status != 0:
             raise CompiledFunctionError(f"{self.name} returned status {status}")
         out: list[np.ndarray] = []
         for buf, sp, idx in zip(self._out_bufs, self.sparsity_out, self._out_idx):
-            dense = np.zeros(sp.rows * sp.cols)
-            dense[idx] = buf
+            if sp.dense:
+                dense = buf.copy()
+            else:
+                dense = np.zeros(sp.rows * sp.cols)
+                dense[idx] = buf
             out.append(dense if sp.cols == 1 else dense.reshape(sp.rows, sp.cols, order="F"))
         return out
 
