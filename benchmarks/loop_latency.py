@@ -1,7 +1,8 @@
 """End-to-end loop latency on the HIL bench: CGM emission -> command received by the pump, p50/p99/max, over the
-serial transport (emulators on pseudo-terminals, the runtime as a separate process) and the BLE emulation (CGMS and
-IDS on a bumble link, the runtime in-process). No faults; the runtime runs with SCHED_FIFO when permitted (as on a
-board), the emulator threads just below it. Target: p99 <= 50 ms.
+serial transport (emulators on pseudo-terminals) and the BLE emulation (CGMS and IDS on a bumble link in the bench
+process, reached over HCI-over-TCP by a bumble host in the runtime process). Both measure the cross-process path:
+the runtime is a separate process. No faults; the runtime runs with SCHED_FIFO when permitted (as on a board), the
+emulator threads just below it. Target: p99 <= 50 ms.
 
 Usage: .venv/bin/python benchmarks/loop_latency.py [--hours 12] [--speed 720] [--priority 50] [--controller oref]
 Prints human-readable lines, then one JSON object as the last line (keys ``serial_ms_p99``, ``ble_ms_p99``).

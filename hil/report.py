@@ -311,8 +311,8 @@ def analyse(run: Any) -> dict:
     lat = latencies(run, events)
     result = {
         "transport": run.options.transport,
-        "runtime_process": ("separate process (python -m twinloop run)" if run.options.transport == "serial"
-                            else "in-process on the bench loop (bumble LocalLink)"),
+        "runtime_process": "separate process (python -m twinloop run)",
+        "runtime_pids": list(getattr(run, "runtime_pids", [])),
         "subject": run.options.subject, "scenario": run.options.scenario, "hours": run.options.hours,
         "speed": run.options.speed, "controller": run.options.controller, "real_s": round(run.real_s, 1),
         "passed": all(c["ok"] for c in checks.values()),

@@ -1,14 +1,19 @@
 """The hardware-in-the-loop bench: a virtual patient behind emulated devices, the production runtime against them.
 
-Serial transport: the CGM and the pump are emulated on pseudo-terminals (:mod:`hil.emulators.serial_cgm`,
-:mod:`hil.emulators.serial_pump`); the runtime is started as a **separate process** (``python -m twinloop run``)
-that opens the pty paths through the real serial drivers, on an accelerated clock shared through CLOCK_MONOTONIC
+For both transports the runtime is started as a **separate process** (``python -m twinloop run``) that reaches the
+emulated devices through the real drivers, on an accelerated clock shared through CLOCK_MONOTONIC
 (``--sim-clock speed:start_min:epoch_s``). SIGKILL faults kill that process; the bench restarts it.
 
-BLE transport: the CGM (CGMS) and pump (IDS) emulators live on an in-process bumble link; the runtime (the same
-:class:`twinloop.runtime.service.Service` with the real bleak clients over the bumble backend) runs **in the bench
-process** on the same event loop, because the bumble LocalLink does not cross processes. A "kill" there abandons the
-service without any shutdown (journal left open, no close, no final events) and builds a new one from the journal.
+Serial transport: the CGM and the pump are emulated on pseudo-terminals (:mod:`hil.emulators.serial_cgm`,
+:mod:`hil.emulators.serial_pump`); the runtime opens the pty paths.
+
+BLE transport: the CGM (CGMS) and pump (IDS) emulators live on a bumble LocalLink on the bench's event loop thread,
+together with one more controller, the runtime's "radio", whose HCI is served over TCP on localhost
+(:meth:`hil.emulators.ble_link.VirtualBleLink.expose_controller_hci`, like a USB dongle). The runtime's board file
+names that transport (``[devices.cgm] hci = "tcp-client:127.0.0.1:PORT"``), so its bleak clients run over a bumble
+host in the runtime process (:func:`drivers.ble.bumble_backend.bumble_hci_backend`). A killed runtime closes the TCP
+connection; its controller leaves the link and the peripherals see a supervision timeout; the restarted runtime
+gets a fresh controller.
 
 Each simulated minute the bench: applies due faults, takes the insulin the pump delivered, steps the patient, and at
 sample times pushes the sensor value to the CGM emulator (recording when, for the latency histogram); announced
@@ -75,6 +80,8 @@ class BenchRun:
     crashes: list[dict] = field(default_factory=list)
     meals: list[dict] = field(default_factory=list)
     runtime_exit_codes: list[int | None] = field(default_factory=list)
+    runtime_pids: list[int] = field(default_factory=list)  # one per start of the runtime process
+    bench_pid: int = field(default_factory=os.getpid)
     real_s: float = 0.0
     log_path: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -174,6 +181,7 @@ class RuntimeProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.pids: list[int] = []
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -186,6 +194,7 @@ class RuntimeProcess:
         logf.flush()
         self.proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=env, stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
+        self.pids.append(self.proc.pid)
         self.starts += 1
 
     def alive(self) -> bool:
@@ -291,6 +300,7 @@ def run_serial(opts: BenchOptions) -> BenchRun:
         if rt.alive():
             wait_ready(sock, 30.0, rt.alive)  # a runtime restarted moments ago finishes starting before it stops
         run.runtime_exit_codes.append(rt.stop())
+        run.runtime_pids = list(rt.pids)
         run.pump_history = pump.history()
         run.pump_received = dict(pump.received_mono)
         cgm.stop()
@@ -439,7 +449,7 @@ def run_bench(opts: BenchOptions) -> BenchRun:
     raise ValueError(f"transport must be serial or ble, got {opts.transport!r}")
 
 
-# --------------------------------------------------------------------------------------------------- BLE (in-process)
+# --------------------------------------------------------------------------------------------------- BLE
 
 def _toml_value(v: Any) -> str:
     if isinstance(v, dict):
@@ -450,7 +460,7 @@ def _toml_value(v: Any) -> str:
 
 
 class _LoopThread:
-    """An asyncio loop in a thread: the BLE air, the emulators and the in-process runtime all live on it."""
+    """An asyncio loop in a thread: the BLE air, the emulators and the runtime's HCI server live on it."""
 
     def __init__(self) -> None:
         import asyncio
@@ -470,81 +480,6 @@ class _LoopThread:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5.0)
-
-
-class _DeadJournal:
-    """What a killed process writes: nothing."""
-
-    def append(self, *_: Any, **__: Any) -> int:
-        raise RuntimeError("process killed")
-
-    def close(self) -> None:
-        pass
-
-
-class InProcessRuntime:
-    """The production :class:`~twinloop.runtime.service.Service` on the bench's BLE loop, with kill and restart.
-
-    ``kill()`` abandons the running service the way SIGKILL would as far as the journal is concerned: from that
-    instant it can write nothing (no final events, no checkpoint or seal), its tasks are cancelled, its links
-    dropped; ``start()`` builds a new service from the same configuration and journal file.
-    """
-
-    def __init__(self, lt: _LoopThread, config: Path, clock: Any, backend: type) -> None:
-        self.lt = lt
-        self.config = config
-        self.clock = clock
-        self.backend = backend
-        self.service: Any = None
-        self.task: Any = None
-        self.starts = 0
-        self.proc = None
-
-    def start(self) -> None:
-        from twinloop.runtime import config as cfgmod
-        from twinloop.runtime.service import service_from_config
-
-        cfg = cfgmod.load(self.config)
-        if cfg.realtime.enabled and cfg.realtime.freeze_gc and self.starts == 0:
-            from twinloop.runtime import realtime
-            realtime.freeze_gc()  # as `twinloop run` does: collections only in slack time
-
-        async def go() -> None:
-            import asyncio
-            self.service = service_from_config(cfg, self.clock, ble_backend=self.backend)
-            self.task = asyncio.get_running_loop().create_task(self.service.run())
-        self.lt.run(go())
-        self.starts += 1
-
-    def alive(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-    def kill(self) -> int | None:
-        svc, task = self.service, self.task
-
-        async def go() -> None:
-            import asyncio
-            journal = svc.runtime.journal
-            svc.runtime.journal = _DeadJournal()  # from now on nothing reaches the journal
-            svc.notifier.address = None
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            svc.runtime.journal = journal  # the abandoned SQLite connection is left as the process left it
-        self.lt.run(go(), 30.0)
-        return -9
-
-    def stop(self, timeout_s: float = 15.0) -> int | None:
-        if not self.alive():
-            return None if self.task is None else (0 if not self.task.cancelled() else None)
-
-        async def go() -> int:
-            import asyncio
-            self.service.stop_event.set()
-            return await asyncio.wait_for(self.task, timeout_s)
-        try:
-            return self.lt.run(go(), timeout_s + 5)
-        except Exception:
-            return None
 
 
 class _BleCgm:
@@ -612,7 +547,8 @@ def _timed_ids_class() -> type:
 
 
 def run_ble(opts: BenchOptions) -> BenchRun:
-    """The BLE bench: CGMS and IDS emulators on a bumble link, the runtime in-process on the same loop."""
+    """The BLE bench: CGMS and IDS emulators on a bumble link in this process, the runtime in a separate process
+    reaching them through a controller whose HCI is served over TCP."""
     from hil.emulators.ble_cgms import CgmsEmulator
     from hil.emulators.ble_link import VirtualBleLink
 
@@ -624,23 +560,26 @@ def run_ble(opts: BenchOptions) -> BenchRun:
         cgm_emu = await air.add(CgmsEmulator(e2e=True))
         pump_emu = await air.add(_timed_ids_class()(e2e=True, basal_u_per_h=therapy["basal_u_per_h"],
                                                     max_basal_u_per_h=10.0, clock=clock.now_min))
-        return air, cgm_emu, pump_emu
-    air, cgm_emu, pump_emu = lt.run(setup())
+        return air, cgm_emu, pump_emu, await air.expose_controller_hci()
+    air, cgm_emu, pump_emu, hci = lt.run(setup())
     journal = workdir / "journal.db"
     for stale in workdir.glob("journal.db*"):
         stale.unlink()
     sock = workdir / "control.sock"
     config = workdir / "board.toml"
     fast = {"timeout_s": 1.0, "options": {"backoff_s": [0.05, 0.2, 0.5]}}
-    cgm_dev = {"transport": "ble", "address": cgm_emu.address, **fast}
+    cgm_dev = {"transport": "ble", "address": cgm_emu.address, "hci": hci, **fast}
     cgm_dev["options"] = dict(fast["options"], session_start_min=0.0)
-    write_board_toml(config, cgm=cgm_dev, pump={"transport": "ble", "address": pump_emu.address, **fast},
+    write_board_toml(config, cgm=cgm_dev, pump={"transport": "ble", "address": pump_emu.address, "hci": hci, **fast},
                      therapy=therapy, controller=opts.controller, journal=journal, socket_path=sock,
                      realtime_priority=opts.realtime_priority)
-    run = BenchRun(opts, patient, faults, journal, pump_scheduled_basal_u_per_h=therapy["basal_u_per_h"])
-    run.notes.append("BLE: runtime in-process on the bench's event loop (bumble LocalLink does not cross "
-                     "processes); kill = service abandoned without shutdown, restarted from the journal")
-    rt = InProcessRuntime(lt, config, clock, air.backend())
+    run = BenchRun(opts, patient, faults, journal, pump_scheduled_basal_u_per_h=therapy["basal_u_per_h"],
+                   log_path=workdir / "runtime.log")
+    if run.log_path.exists():
+        run.log_path.unlink()
+    run.notes.append(f"BLE: runtime in a separate process, its bumble host on HCI transport {hci} "
+                     "(a controller on the bench's link); kill = SIGKILL, restarted from the journal")
+    rt = RuntimeProcess(config, clock.spec(), run.log_path)
     cgm, pump = _BleCgm(lt, cgm_emu), _BlePump(lt, pump_emu)
     t_real0 = time.monotonic()
     rt.start()
@@ -651,16 +590,15 @@ def run_ble(opts: BenchOptions) -> BenchRun:
     try:
         _minute_loop(run, clock, patient, {"cgm": cgm, "pump": pump}, rt, sock)
     finally:
+        if rt.alive():
+            wait_ready(sock, 30.0, rt.alive)  # a runtime restarted moments ago finishes starting before it stops
         run.runtime_exit_codes.append(rt.stop())
+        run.runtime_pids = list(rt.pids)
         run.pump_received_list = list(pump_emu.received)  # type: ignore[attr-defined]
         run.pump_bolus_total_u = lt.call(lambda: pump_emu.total_bolus_u)  # type: ignore[attr-defined]
         run.pump_executed = len(pump_emu.executed)  # type: ignore[attr-defined]
         lt.run(air.close())
         lt.stop()
         restore_policy()
-        if opts.realtime_priority > 0:
-            import gc
-            gc.unfreeze()
-            gc.enable()
         run.real_s = time.monotonic() - t_real0
     return run

@@ -1,15 +1,22 @@
-"""An in-process Bluetooth "air": a bumble LocalLink with emulated peripherals, and the bleak backend to reach them.
+"""A virtual Bluetooth "air": a bumble LocalLink with emulated peripherals, and two ways for a central to reach them.
 
 Usage (inside a running asyncio loop)::
 
     air = VirtualBleLink()
     cgm = await air.add(CgmsEmulator())          # returns the emulator, started and advertising
-    client = CgmsClient(cgm.address, backend=air.backend())
+    client = CgmsClient(cgm.address, backend=air.backend())          # a central in this process
+    hci = await air.expose_controller_hci()       # "tcp-client:127.0.0.1:PORT", for a central in another process
     ...
     await air.close()
 
 Each emulator is a bumble :class:`~bumble.device.Device` with its own virtual controller on the link; it
-re-advertises after every disconnection so a client can reconnect. bumble is imported only when a link is built.
+re-advertises after every disconnection so a client can reconnect.
+
+:meth:`VirtualBleLink.expose_controller_hci` puts one more controller on the link, the other process's "radio", and
+serves its HCI over TCP (H4 framing, what bumble's ``tcp-client`` transport speaks), like a USB/UART dongle: every
+accepted TCP connection gets a fresh controller; when that connection closes (the process died or closed its
+transport) the controller leaves the link and its peers see a supervision timeout, as they would over the air.
+bumble is imported only when a link is built.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VirtualBleLink", "BumblePeripheral", "Faults"]
+__all__ = ["VirtualBleLink", "BumblePeripheral", "Faults", "HciControllerServer"]
 
 _address_counter = itertools.count(1)
 
@@ -81,6 +88,7 @@ class BumblePeripheral:
         self.connection_count = 0
         self.connectable = True
         self.advertising_interval_ms = 20.0
+        self._advertising_lock = asyncio.Lock()
 
     # -------------------------------------------------------------------------------------------- life cycle
     def _services(self) -> list[Any]:  # pragma: no cover - overridden
@@ -104,10 +112,12 @@ class BumblePeripheral:
         await self._advertise()
 
     async def _advertise(self) -> None:
-        if self.device is None or not self.connectable or self.device.connections:
-            return
-        await self.device.start_advertising(auto_restart=False, advertising_interval_min=self.advertising_interval_ms,
-                                            advertising_interval_max=self.advertising_interval_ms)
+        async with self._advertising_lock:
+            if self.device is None or not self.connectable or self.device.connections or self.device.is_advertising:
+                return
+            await self.device.start_advertising(auto_restart=False,
+                                                advertising_interval_min=self.advertising_interval_ms,
+                                                advertising_interval_max=self.advertising_interval_ms)
 
     async def set_connectable(self, connectable: bool) -> None:
         """Fault hook: stop (False) or resume (True) advertising, i.e. refuse or allow (re)connections."""
@@ -117,7 +127,11 @@ class BumblePeripheral:
         if connectable:
             await self._advertise()
         else:
-            await self.device.stop_advertising()
+            # after a re-advertisement in flight (a disconnection just happened): bumble's host does not take two
+            # advertising changes at once
+            async with self._advertising_lock:
+                if self.device.is_advertising:
+                    await self.device.stop_advertising()
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -195,14 +209,131 @@ class BumblePeripheral:
                 logger.debug("%s: indication failed", self.name, exc_info=True)
 
 
+def _hci_controller_class() -> type:
+    """bumble's Controller with the two HCI commands a long-lived, shared central relies on done properly."""
+    from bumble import hci, ll
+    from bumble.controller import Controller
+
+    class HciController(Controller):  # type: ignore[misc]
+        def on_hci_le_create_connection_cancel_command(self, command: Any) -> Any:
+            # bumble's controller answers success but keeps the initiation pending: the host would wait forever
+            # for the cancelled attempt to end, and the next attempt would be refused as "command disallowed"
+            pending = self.pending_le_connection
+            if pending is None:
+                return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.COMMAND_DISALLOWED_ERROR)
+            self.pending_le_connection = None
+            peer = pending.peer_address
+            failure = hci.HCI_LE_Connection_Complete_Event(
+                status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR, connection_handle=0,
+                role=hci.Role.CENTRAL, peer_address_type=peer.address_type, peer_address=peer,
+                connection_interval=0, peripheral_latency=0, supervision_timeout=0, central_clock_accuracy=0)
+            # after the Command Complete (spec order): that one is queued when this handler returns
+            asyncio.get_running_loop().call_soon(self.send_hci_packet, failure)
+            return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+        def on_hci_reset_command(self, command: Any) -> Any:
+            self.drop_links(hci.HCI_ErrorCode.REMOTE_USER_TERMINATED_CONNECTION_ERROR)
+            return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+        def drop_links(self, reason: int) -> None:
+            """Forget every LE connection and initiation; peers are told (``reason``), the host is not."""
+            self.pending_le_connection = None
+            self.le_legacy_advertiser.stop()
+            for connection in list(self.le_connections.values()):
+                try:
+                    connection.send_ll_control_pdu(ll.TerminateInd(reason))
+                except Exception:  # noqa: BLE001 - the peer already left the link
+                    logger.debug("terminate failed", exc_info=True)
+            self.le_connections.clear()
+
+    return HciController
+
+
+class HciControllerServer:
+    """Serves a controller on ``link`` over TCP: one fresh controller per accepted connection (see module doc)."""
+
+    def __init__(self, link: Any, name: str = "hci") -> None:
+        self.link = link
+        self.name = name
+        self.server: asyncio.AbstractServer | None = None
+        self.accepted = 0
+        self.controllers: dict[Any, asyncio.Transport] = {}  # attached controller -> its host's TCP connection
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen (``port=0``: a free port); returns the bumble transport spec a host opens: ``tcp-client:H:P``."""
+        self.server = await asyncio.get_running_loop().create_server(lambda: _HciSession(self), host, port)
+        bound_port = self.server.sockets[0].getsockname()[1]
+        return f"tcp-client:{host}:{bound_port}"
+
+    def _new_controller(self, transport: asyncio.Transport) -> tuple[Any, Any]:
+        from bumble.transport.common import StreamPacketSink, StreamPacketSource
+
+        self.accepted += 1
+        source = StreamPacketSource()
+        controller = _hci_controller_class()(f"{self.name}-{self.accepted}", host_source=source,
+                                             host_sink=StreamPacketSink(transport), link=self.link,
+                                             public_address=next_address(0xD0))
+        self.controllers[controller] = transport
+        return source, controller
+
+    def _release(self, controller: Any) -> None:
+        from bumble import hci
+
+        controller.host = None
+        controller.drop_links(hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR)  # what the peers' supervision timer says
+        try:
+            self.link.remove_controller(controller)
+        except KeyError:
+            pass
+        self.controllers.pop(controller, None)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for controller, transport in list(self.controllers.items()):
+            transport.close()
+            self._release(controller)
+
+
+class _HciSession(asyncio.Protocol):
+    """One TCP connection = one host attached to one controller."""
+
+    def __init__(self, server: HciControllerServer) -> None:
+        self.server = server
+        self.source: Any = None
+        self.controller: Any = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.source, self.controller = self.server._new_controller(transport)  # type: ignore[arg-type]
+        logger.debug("%s: host attached", self.controller.name)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.source.data_received(data)
+        except Exception:  # noqa: BLE001 - a host speaking garbage is disconnected, the air carries on
+            logger.warning("%s: bad HCI data from the host; closing", self.controller.name, exc_info=True)
+            if self.transport is not None:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.controller is not None:
+            logger.debug("%s: host gone (%r)", self.controller.name, exc)
+            self.server._release(self.controller)
+            self.controller = None
+
+
 class VirtualBleLink:
-    """A bumble LocalLink holding emulated peripherals; :meth:`backend` is the bleak backend class to reach them."""
+    """A bumble LocalLink holding emulated peripherals; :meth:`backend` is the bleak backend class to reach them in
+    this process, :meth:`expose_controller_hci` the HCI transport to reach them from another."""
 
     def __init__(self) -> None:
         from bumble.link import LocalLink
 
         self.link = LocalLink()
         self.peripherals: list[BumblePeripheral] = []
+        self.hci_servers: list[HciControllerServer] = []
         self._backend: type | None = None
 
     async def add(self, peripheral: BumblePeripheral) -> Any:
@@ -219,7 +350,18 @@ class VirtualBleLink:
             self._backend = bumble_backend_for(self.link)
         return self._backend
 
+    async def expose_controller_hci(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """A controller on this link whose HCI is served on ``host:port`` (0: a free port); returns the transport
+        spec for the other side (``tcp-client:127.0.0.1:PORT``). A host that reconnects gets a fresh controller."""
+        server = HciControllerServer(self.link, name=f"hci-{len(self.hci_servers) + 1}")
+        spec = await server.start(host, port)
+        self.hci_servers.append(server)
+        return spec
+
     async def close(self) -> None:
+        for server in self.hci_servers:
+            await server.close()
+        self.hci_servers.clear()
         for p in self.peripherals:
             await p.stop()
         self.peripherals.clear()

@@ -1,7 +1,8 @@
-"""The BLE HIL bench: CGMS and IDS emulators on a bumble link, the real bleak clients through the bumble backend.
+"""The BLE HIL bench: CGMS and IDS emulators on a bumble link in the bench process, the runtime as a separate process
+whose real bleak clients reach them through a bumble host over an HCI transport (TCP on localhost).
 
-The runtime runs in the bench process (the bumble LocalLink does not cross processes); a kill abandons the service
-without any shutdown and a new one restarts from the journal. Same acceptance checks as the serial bench.
+Same acceptance checks as the serial bench (see test_hil_serial.py), including a real SIGKILL of the runtime and no
+double delivery after its restart.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from .test_hil_serial import _run  # noqa: E402
 
 
 def test_ble_bench_short(tmp_path):
-    result = _run(tmp_path, hours=4.0, speed=480.0, transport="ble")
+    result, run = _run(tmp_path, hours=4.0, speed=480.0, transport="ble")
     assert result["checks"]["basal_within_20_min_of_cgm_loss"]["count"] >= 1
-    assert "in-process" in result["runtime_process"]
+    assert result["checks"]["no_double_delivery"]["pump_bolus_total_u"] > 0
+    assert len(run.kills) >= 1 and len(run.runtime_pids) >= 2  # killed and restarted as a new process
+    assert any("separate process" in note and "tcp-client:127.0.0.1:" in note for note in result["notes"])
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_ble_bench_24h(tmp_path):
-    result = _run(tmp_path, hours=24.0, speed=360.0, transport="ble")
+    result, _ = _run(tmp_path, hours=24.0, speed=360.0, transport="ble")
     assert len(result["kills"]) >= 2

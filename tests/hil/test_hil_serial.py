@@ -33,11 +33,17 @@ def _run(tmp_path, hours: float, speed: float, transport: str = "serial"):
     assert not result["checks"]["no_insulin_while_uncertain"]["unresolved_at_end"]
     kill = next(f for f in result["faults"] if f["kind"] == "kill")
     assert kill["ok"]
-    return result
+    # the runtime is a separate process, a new one after every kill: none of them is the bench
+    assert len(run.runtime_pids) == 1 + len(result["kills"]) + len(run.crashes)
+    assert os.getpid() == run.bench_pid and run.bench_pid not in run.runtime_pids
+    assert len(set(run.runtime_pids)) == len(run.runtime_pids)
+    assert all(k["exit_code"] == -9 for k in run.kills)  # a real SIGKILL
+    assert result["runtime_process"].startswith("separate process") and result["runtime_pids"] == run.runtime_pids
+    return result, run
 
 
 def test_serial_bench_short(tmp_path):
-    result = _run(tmp_path, hours=4.0, speed=480.0)
+    result, _ = _run(tmp_path, hours=4.0, speed=480.0)
     assert result["checks"]["basal_within_20_min_of_cgm_loss"]["count"] >= 1
     assert result["checks"]["no_double_delivery"]["pump_bolus_total_u"] > 0
 
@@ -45,5 +51,5 @@ def test_serial_bench_short(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_serial_bench_24h(tmp_path):
-    result = _run(tmp_path, hours=24.0, speed=360.0)
+    result, _ = _run(tmp_path, hours=24.0, speed=360.0)
     assert len(result["kills"]) >= 2

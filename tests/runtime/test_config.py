@@ -52,6 +52,27 @@ def test_valid_config_loads(tmp_path):
     assert cfg.control.mode == 0o660
 
 
+@pytest.mark.parametrize("spec", ["tcp-client:127.0.0.1:4567", "usb:0", "usb:[driver=rtk]0",
+                                  "serial:/dev/ttyACM0,1000000", "hci-socket:0", "android-netsim"])
+def test_ble_device_names_its_hci_transport(tmp_path, spec):
+    text = VALID.replace('address = "AA:BB:CC:DD:EE:FF"', f'address = "AA:BB:CC:DD:EE:FF"\nhci = "{spec}"')
+    cfg = cfgmod.load(_write(tmp_path, text))
+    assert cfg.pump.hci == spec
+    assert cfg.cgm.hci is None  # the default: bleak's platform backend (BlueZ)
+
+
+def test_hci_transport_selects_the_bumble_backend(tmp_path):
+    from twinloop.runtime import devices
+    from twinloop.runtime.clock import AcceleratedClock
+
+    pytest.importorskip("bumble")
+    spec = 'hci = "tcp-client:127.0.0.1:4567"'
+    text = VALID.replace('address = "AA:BB:CC:DD:EE:FF"', f'address = "AA:BB:CC:DD:EE:FF"\n{spec}')
+    cfg = cfgmod.load(_write(tmp_path, text))
+    pump = devices.build_pump(cfg.pump, AcceleratedClock(60.0, start_min=0.0, epoch_s=0.0))
+    assert pump._conn.backend._hci == "tcp-client:127.0.0.1:4567"  # built lazily: nothing is opened yet
+
+
 def test_example_config_is_valid():
     cfg = cfgmod.load(EXAMPLE)
     assert cfg.journal_path.name.endswith(".db")
@@ -68,6 +89,13 @@ def test_example_config_is_valid():
     ("cpus = [1]", 'cpus = "1"', "realtime.cpus"),
     ('path = "journal.db"', "", "journal.path"),
     ('socket = "/tmp/x.sock"', 'socket = "/tmp/x.sock"\nmode = "0666"', "control.mode"),
+    ('address = "AA:BB:CC:DD:EE:FF"', 'address = "AA:BB:CC:DD:EE:FF"\nhci = "bluetooth:0"', "devices.pump.hci"),
+    ('address = "AA:BB:CC:DD:EE:FF"', 'address = "AA:BB:CC:DD:EE:FF"\nhci = "tcp-client:127.0.0.1"',
+     "devices.pump.hci"),
+    ('address = "AA:BB:CC:DD:EE:FF"', 'address = "AA:BB:CC:DD:EE:FF"\nhci = "tcp-client:h:99999"', "devices.pump.hci"),
+    ('address = "AA:BB:CC:DD:EE:FF"', 'address = "AA:BB:CC:DD:EE:FF"\nhci = "usb"', "devices.pump.hci"),
+    ('address = "AA:BB:CC:DD:EE:FF"', 'address = "AA:BB:CC:DD:EE:FF"\nhci = ""', "devices.pump.hci"),
+    ('url = "/dev/ttyUSB0"', 'url = "/dev/ttyUSB0"\nhci = "usb:0"', "devices.cgm.hci"),
 ])
 def test_errors_name_the_field(tmp_path, old, new, field):
     assert old in VALID

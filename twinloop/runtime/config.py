@@ -7,6 +7,8 @@ Format (see ``packaging/board.example.toml``)::
     url = "/dev/ttyUSB0"          # serial: a device path or any pyserial URL (serial_for_url)
     protocol = "twinloop-serial"  # wire protocol (serial: "twinloop-serial"; ble: "cgms" / "ids")
     # address = "AA:BB:CC:DD:EE:FF"   # ble: the peripheral's address (instead of url)
+    # hci = "tcp-client:127.0.0.1:4567" # ble: reach it through this bumble HCI transport (a HIL bench's emulated
+    #                                   # radio, "usb:0", "serial:/dev/ttyACM0,1000000"); default: BlueZ via bleak
     timeout_s = 2.0
 
     [therapy]                     # validated with safety.guardrails.validate_settings
@@ -59,6 +61,10 @@ CONTROLLERS = ("mpc", "bb", "pid", "oref")
 DEFAULT_PROTOCOL = {("serial", "cgm"): "twinloop-serial", ("serial", "pump"): "twinloop-serial",
                     ("ble", "cgm"): "cgms", ("ble", "pump"): "ids"}
 _BLE_ADDRESS = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}(/[A-Z]+)?$")
+HCI_SCHEMES_WITH_HOST_PORT = ("tcp-client", "tcp-server", "ws-client", "ws-server")
+HCI_SCHEMES_WITH_PARAMETER = ("serial", "udp", "usb", "pyusb", "file", "unix", "unix-client", "unix-server")
+HCI_SCHEMES_PARAMETER_OPTIONAL = ("pty", "vhci", "hci-socket", "android-emulator", "android-netsim")
+"""bumble HCI transport schemes (``bumble.transport.open_transport``), by what must follow the colon."""
 
 
 class ConfigError(ValueError):
@@ -72,7 +78,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """One device link. ``url`` for serial, ``address`` for BLE."""
+    """One device link. ``url`` for serial, ``address`` for BLE; ``hci`` (BLE only) the bumble HCI transport to
+    reach it through (``None``: bleak's platform backend, BlueZ on a board)."""
 
     role: str
     transport: str
@@ -81,6 +88,7 @@ class DeviceConfig:
     address: str | None = None
     timeout_s: float = 2.0
     options: dict = field(default_factory=dict)
+    hci: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,12 +218,29 @@ def _schedule(table: dict, key: str, path: str) -> Schedule:
     return Schedule(tuple(entries))
 
 
+def validate_hci_spec(spec: str, name: str = "hci") -> str:
+    """Check a bumble HCI transport spec (``scheme:parameters``) without importing bumble; :class:`ConfigError`
+    naming ``name`` otherwise. Whether the transport can be opened is only known at connect time."""
+    scheme, _, rest = spec.partition(":")
+    rest = re.sub(r"^\[[^\]]*\]", "", rest)  # optional [key=value,...] metadata
+    known = HCI_SCHEMES_WITH_HOST_PORT + HCI_SCHEMES_WITH_PARAMETER + HCI_SCHEMES_PARAMETER_OPTIONAL
+    if scheme not in known:
+        raise ConfigError(name, f"unknown HCI transport {scheme!r} in {spec!r} (one of: {', '.join(known)})")
+    if scheme in HCI_SCHEMES_WITH_HOST_PORT:
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(name, f"{scheme} needs host:port (e.g. {scheme}:127.0.0.1:4567), got {spec!r}")
+    elif scheme in HCI_SCHEMES_WITH_PARAMETER and not rest:
+        raise ConfigError(name, f"{scheme} needs a parameter (e.g. usb:0, serial:/dev/ttyACM0,1000000), got {spec!r}")
+    return spec
+
+
 # ------------------------------------------------------------------ sections
 
 def _device(doc: dict, role: str) -> DeviceConfig:
     path = f"devices.{role}"
     table = _table(_table(doc, "devices", "devices"), role, path)
-    _check_keys(table, {"transport", "url", "address", "protocol", "timeout_s", "baudrate", "options"}, path)
+    _check_keys(table, {"transport", "url", "address", "hci", "protocol", "timeout_s", "baudrate", "options"}, path)
     transport = _string(table, "transport", path)
     if transport not in TRANSPORTS:
         raise ConfigError(f"{path}.transport", f"must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
@@ -228,6 +253,11 @@ def _device(doc: dict, role: str) -> DeviceConfig:
             raise ConfigError(f"{path}.address", "a BLE device needs address (AA:BB:CC:DD:EE:FF)")
         if not _BLE_ADDRESS.match(address):
             raise ConfigError(f"{path}.address", f"not a BLE address: {address!r}")
+    hci = _string(table, "hci", path)
+    if hci is not None:
+        if transport != "ble":
+            raise ConfigError(f"{path}.hci", "only a BLE device has an HCI transport")
+        validate_hci_spec(hci, f"{path}.hci")
     protocol = _string(table, "protocol", path, DEFAULT_PROTOCOL[(transport, role)])
     timeout_s = _number(table, "timeout_s", path, 2.0, positive=True)
     options = dict(table.get("options", {}))
@@ -236,7 +266,7 @@ def _device(doc: dict, role: str) -> DeviceConfig:
         if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
             raise ConfigError(f"{path}.baudrate", f"must be a positive integer, got {baud!r}")
         options["baudrate"] = baud
-    return DeviceConfig(role, transport, protocol, url, address, timeout_s, options)
+    return DeviceConfig(role, transport, protocol, url, address, timeout_s, options, hci)
 
 
 _THERAPY_SCALARS = ("target_mg_dl", "suspend_threshold_mg_dl", "max_basal_u_per_h", "max_bolus_u", "max_iob_u",

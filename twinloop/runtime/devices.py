@@ -41,7 +41,7 @@ def build_cgm(dev: DeviceConfig, clock: Clock, cgm_interval_min: float = 5.0,
         from drivers.ble.cgm_client import CgmsClient
         kwargs = {"connect_timeout_s": dev.timeout_s * 2, "io_timeout_s": dev.timeout_s,
                   "response_timeout_s": dev.timeout_s * 2, **_ble_kwargs(dev)}
-        return CgmsClient(dev.address, backend=ble_backend, clock=clock.now_min,
+        return CgmsClient(dev.address, backend=ble_backend or _hci_backend(dev), clock=clock.now_min,
                           resume_after_sequence=resume_after_sequence, **kwargs)
     raise ConfigError("devices.cgm.transport", f"unsupported transport {dev.transport!r}")
 
@@ -57,8 +57,17 @@ def build_pump(dev: DeviceConfig, clock: Clock, ble_backend: type | None = None)
         from drivers.ble.pump_client import IdsPumpClient
         kwargs = {"connect_timeout_s": dev.timeout_s * 2, "io_timeout_s": dev.timeout_s,
                   "response_timeout_s": dev.timeout_s, **_ble_kwargs(dev)}
-        return IdsPumpClient(dev.address, backend=ble_backend, clock=clock.now_min, **kwargs)
+        return IdsPumpClient(dev.address, backend=ble_backend or _hci_backend(dev), clock=clock.now_min, **kwargs)
     raise ConfigError("devices.pump.transport", f"unsupported transport {dev.transport!r}")
+
+
+def _hci_backend(dev: DeviceConfig) -> type | None:
+    """The bleak backend for ``devices.X.hci`` (bumble over that HCI transport); ``None``: bleak's platform default.
+    Devices naming the same transport share one bumble host (one controller, several connections)."""
+    if dev.hci is None:
+        return None
+    from drivers.ble.bumble_backend import bumble_hci_backend
+    return bumble_hci_backend(dev.hci)
 
 
 def _ble_kwargs(dev: DeviceConfig) -> dict:
