@@ -11,20 +11,28 @@ of the one-core runs: what a dedicated core gives when the machine is shared) an
     .venv/bin/python benchmarks/trial_throughput.py            # full run (the 10k trial takes minutes)
     .venv/bin/python benchmarks/trial_throughput.py --quick    # small sizes, no 10k trial
 
-Times cover the simulation only (population generation and the CasADi solver build are done before the clock
-starts); the 10k figure is wall time of the whole trial (cohort generation, simulation, summary, no report).
+Times cover the simulation only: population generation, the CasADi solver build and the imports a task makes on
+first use are done before the clock starts. The 10k figure is wall time of the whole trial (cohort generation,
+simulation, summary, no report). The one-core figures run in this process with one thread (OMP/OpenBLAS/MKL thread
+counts are set to 1 before numpy is imported); on a shared machine the per-CPU-second figures are the steadier ones.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import resource
-import sys
-import tempfile
-import time
-from pathlib import Path
+
+# One core means one thread: set before numpy is imported, so that no BLAS/OpenMP pool spreads the one-core run
+# over more cores (worker processes inherit it: each worker is one thread too).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,11 +57,22 @@ def _rate(spec: TrialSpec, workers: int, out: Path) -> tuple[float, float, float
     return days, time.perf_counter() - t0, _cpu_s() - c0
 
 
+def _import_task_modules() -> None:
+    """Import what a task imports on first use (scipy.special among them, ~0.2 s) before the clock starts: a trial
+    pays it once per process, whatever its size."""
+    import patient_model.scenarios  # noqa: F401
+    import trials.chunkio  # noqa: F401
+    import trials.simulate  # noqa: F401
+    import trials.supervision  # noqa: F401
+    import trials.therapy  # noqa: F401
+
+
 def bench(controller: str, cohort_spec: str, chunk: int, workers: int, tmp: Path) -> tuple[float, float]:
     """(patient-days per wall second, patient-days per CPU second)."""
     spec = TrialSpec(cohort=cohort_spec, scenario=SCENARIO, controllers=(controller,), chunk_size=chunk,
                      traces=False)
     cohort(cohort_spec)
+    _import_task_modules()
     if controller.startswith("mpc"):
         make_controller(controller).solver._ensure()  # build the CasADi solver before the clock starts
     days, secs, cpu = _rate(spec, workers, tmp / f"{controller}-{workers}")

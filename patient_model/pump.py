@@ -258,10 +258,11 @@ class PumpModel:
         self.bolus_pending_u = self.bolus_pending_u - bolus
 
         blocked = self.occluded | self.reservoir_empty
-        self.undelivered_basal_u = self.undelivered_basal_u + np.where(blocked, basal, 0.0)
-        self.undelivered_bolus_u = self.undelivered_bolus_u + np.where(blocked, bolus, 0.0)
-        basal = np.where(blocked, 0.0, basal)
-        bolus = np.where(blocked, 0.0, bolus)
+        if blocked.any():  # (nothing blocked: these would add 0 and change nothing)
+            self.undelivered_basal_u = self.undelivered_basal_u + np.where(blocked, basal, 0.0)
+            self.undelivered_bolus_u = self.undelivered_bolus_u + np.where(blocked, bolus, 0.0)
+            basal = np.where(blocked, 0.0, basal)
+            bolus = np.where(blocked, 0.0, bolus)
 
         if self.reservoir_u is not None:
             want = basal + bolus

@@ -14,7 +14,8 @@ from safety.commands import (
     ApprovedCommand, Bolus, CancelBolus, DeliveryKind, DeliveryRecord, DeliveryStatus, Suspend, TempBasal,
 )
 
-__all__ = ["EffectiveDeliveries", "effective_deliveries", "pending_deliveries", "planned_record"]
+__all__ = ["EffectiveDeliveries", "effective_deliveries", "reduced_deliveries", "pending_deliveries",
+           "planned_record"]
 
 _CONFIRMED, _FAILED, _UNCERTAIN = DeliveryStatus.CONFIRMED, DeliveryStatus.FAILED, DeliveryStatus.UNCERTAIN
 
@@ -22,9 +23,15 @@ _CONFIRMED, _FAILED, _UNCERTAIN = DeliveryStatus.CONFIRMED, DeliveryStatus.FAILE
 
 class EffectiveDeliveries(tuple):
     """Records already reduced by :func:`effective_deliveries` (one per command, FAILED dropped). Passing one to the
-    functions of this module and of :mod:`safety.iob` skips the reduction, so the supervisor does it once."""
+    functions of this module and of :mod:`safety.iob` skips the reduction, so the supervisor does it once.
 
-    __slots__ = ()
+    Like any tuple of frozen records it never changes, so what is derived from it (the arrays of
+    :mod:`safety.iob`) is kept in :attr:`memo` and computed once per record set."""
+
+    @property
+    def memo(self) -> dict:
+        """Values derived from these records, by key (instances have a ``__dict__`` for it)."""
+        return self.__dict__.setdefault("_memo", {})
 
 
 def _rank(status: DeliveryStatus) -> int:
@@ -35,15 +42,25 @@ def _rank(status: DeliveryStatus) -> int:
 def effective_deliveries(deliveries: Iterable[DeliveryRecord]) -> list[DeliveryRecord]:
     """One record per command (CONFIRMED > FAILED > UNCERTAIN > COMMANDED; the later one on ties), FAILED ones
     dropped, records with an empty command id kept one by one; in input order."""
+    return list(reduced_deliveries(deliveries))
+
+
+def reduced_deliveries(deliveries: Iterable[DeliveryRecord]) -> EffectiveDeliveries:
+    """:func:`effective_deliveries` as an :class:`EffectiveDeliveries` (returned as is when already reduced; no
+    cache across calls: the safety kernel keeps no global state)."""
     if isinstance(deliveries, EffectiveDeliveries):
-        return list(deliveries)
-    return _effective(deliveries)
+        return deliveries
+    return EffectiveDeliveries(_effective(deliveries))
 
 
 def _effective(deliveries: Iterable[DeliveryRecord]) -> list[DeliveryRecord]:
+    records = deliveries if isinstance(deliveries, (list, tuple)) else list(deliveries)
+    ids = [rec.command_id for rec in records if rec.command_id]
+    if len(set(ids)) == len(ids):  # one record per command (or the pump's own history): nothing to reduce
+        return [rec for rec in records if rec.status is not _FAILED]
     best: dict[str, tuple[int, int, DeliveryRecord]] = {}
     keep: list[tuple[int, DeliveryRecord]] = []
-    for i, rec in enumerate(deliveries):
+    for i, rec in enumerate(records):
         if not rec.command_id:
             keep.append((i, rec))
             continue
@@ -58,8 +75,8 @@ def _effective(deliveries: Iterable[DeliveryRecord]) -> list[DeliveryRecord]:
 
 def pending_deliveries(deliveries: Iterable[DeliveryRecord]) -> list[DeliveryRecord]:
     """Commands whose outcome is unknown: no CONFIRMED or FAILED record, latest status COMMANDED or UNCERTAIN."""
-    return [r for r in effective_deliveries(deliveries)
-            if r.status in (DeliveryStatus.COMMANDED, DeliveryStatus.UNCERTAIN)]
+    return [r for r in reduced_deliveries(deliveries)
+            if r.status is DeliveryStatus.COMMANDED or r.status is _UNCERTAIN]  # identity: no Enum __eq__
 
 
 def planned_record(approved: ApprovedCommand, status: DeliveryStatus, amount_u: float | None = None) -> DeliveryRecord:

@@ -22,13 +22,15 @@ How deliveries are counted (see :func:`insulin_on_board_u`):
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from safety.commands import DeliveryKind, DeliveryRecord, DeliveryStatus
-from safety.deliveries import effective_deliveries, pending_deliveries
+from safety.deliveries import effective_deliveries, pending_deliveries, reduced_deliveries
 from safety.settings import InsulinCurve, TherapySettings
 
 __all__ = ["iob_fraction", "activity_fraction_per_min", "insulin_on_board_u", "insulin_activity_u_per_min",
@@ -38,6 +40,7 @@ _SLICE_MIN = 5.0
 _DAY_MIN = 1440.0
 
 
+@functools.lru_cache(maxsize=32)
 def _params(curve: InsulinCurve) -> tuple[float, float, float, float]:
     tp, td = float(curve.peak_min), float(curve.duration_min)
     if not (0.0 < tp < td / 2.0):
@@ -51,9 +54,9 @@ def _params(curve: InsulinCurve) -> tuple[float, float, float, float]:
 def iob_fraction(t_min, curve: InsulinCurve):
     """Fraction of a dose still on board ``t_min`` minutes after it was given (1 for t <= 0, 0 for t >= td)."""
     td, tau, a, s = _params(curve)
-    t = np.clip(np.asarray(t_min, dtype=float), 0.0, td)
+    t = np.minimum(np.maximum(np.asarray(t_min, dtype=float), 0.0), td)  # np.clip, without its Python overhead
     iob = 1.0 - s * (1.0 - a) * ((t * t / (tau * td * (1.0 - a)) - t / tau - 1.0) * np.exp(-t / tau) + 1.0)
-    iob = np.where(t >= td, 0.0, np.clip(iob, 0.0, 1.0))
+    iob = np.where(t >= td, 0.0, np.minimum(np.maximum(iob, 0.0), 1.0))
     return float(iob) if np.ndim(iob) == 0 else iob
 
 
@@ -65,53 +68,100 @@ def activity_fraction_per_min(t_min, curve: InsulinCurve):
     return float(act) if np.ndim(act) == 0 else act
 
 
+_CONFIRMED = DeliveryStatus.CONFIRMED
+_BASAL, _BOLUS = DeliveryKind.BASAL, DeliveryKind.BOLUS
+_EMPTY = np.zeros(0)
+_EMPTY.setflags(write=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Records:
+    """The records the insulin sums count, as arrays: boluses (start, end, amount) in record order; basal records
+    sorted by start (stable): start, effective end (a later confirmed basal record ends an earlier one: the pump
+    replaces a running temp basal), rate (U/min) and whether the record delivers at all. Built once per record set
+    (:func:`_records`); only the window [since, now] changes between the sums."""
+
+    boluses: tuple[tuple[float, float, float], ...]
+    basal_start: np.ndarray
+    basal_end: np.ndarray
+    basal_rate: np.ndarray
+    basal_delivers: np.ndarray
+
+
+def _records(deliveries: Sequence[DeliveryRecord], include_uncertain: bool) -> _Records:
+    """The arrays of the effective deliveries (uncertain ones too when ``include_uncertain``), memoized on the
+    reduced record set (a supervisor decision sums them three times)."""
+    eff = reduced_deliveries(deliveries)
+    memo = eff.memo
+    key = ("iob-records", include_uncertain)
+    out = memo.get(key)
+    if out is None:
+        out = memo[key] = _build_records(eff, include_uncertain)
+    return out
+
+
+def _build_records(records: Sequence[DeliveryRecord], include_uncertain: bool) -> _Records:
+    if not include_uncertain:
+        records = [r for r in records if r.status is _CONFIRMED]
+    boluses = tuple((r.start_min, r.end_min, r.amount_u) for r in records if r.kind is _BOLUS)
+    basal = [r for r in records if r.kind is _BASAL]
+    if not basal:
+        return _Records(boluses, _EMPTY, _EMPTY, _EMPTY, np.zeros(0, bool))
+    start = np.array([r.start_min for r in basal], dtype=float)
+    end = np.array([r.end_min for r in basal], dtype=float)
+    amount = np.array([r.amount_u for r in basal], dtype=float)
+    if not np.all(start[1:] >= start[:-1]):  # a history is usually in time order already
+        order = np.argsort(start, kind="stable")  # by start, ties in record order
+        start, end, amount = start[order], end[order], amount[order]
+    confirmed_starts = np.sort(np.array([r.start_min for r in basal if r.status is _CONFIRMED], dtype=float))
+    k = np.searchsorted(confirmed_starts, start, side="right")
+    later = k < confirmed_starts.size
+    end_eff = end.copy()
+    end_eff[later] = np.minimum(end[later], confirmed_starts[k[later]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(end > start, amount / np.where(end > start, end - start, 1.0), 0.0)
+    return _Records(boluses, start, end_eff, rate, end_eff > start)
+
+
 def _impulses(deliveries: Sequence[DeliveryRecord], settings: TherapySettings, now_min: float, since_min: float,
               include_uncertain: bool) -> tuple[np.ndarray, np.ndarray]:
     """(times, amounts) of point doses equivalent to the deliveries in [since_min, now_min]; basal net of schedule.
 
     Order: boluses as recorded, then basal slices by record start, each record's slices in time order.
     """
-    records = [r for r in effective_deliveries(deliveries)
-               if include_uncertain or r.status is DeliveryStatus.CONFIRMED]
-    basal = sorted((r for r in records if r.kind is DeliveryKind.BASAL), key=lambda r: r.start_min)
+    rec = _records(deliveries, include_uncertain)
     times: list[float] = []
     amounts: list[float] = []
-    for r in records:
-        if r.kind is DeliveryKind.BOLUS:
-            if r.end_min > r.start_min:  # extended bolus: spread evenly
-                _spread(times, amounts, r.start_min, r.end_min, r.amount_u / (r.end_min - r.start_min), None,
-                        settings, since_min, now_min)
-            elif since_min <= r.start_min <= now_min:
-                times.append(r.start_min)
-                amounts.append(r.amount_u)
-    bt, ba = _basal_slices(basal, settings, since_min, now_min)
+    for start, end, amount in rec.boluses:
+        if end > start:  # extended bolus: spread evenly
+            _spread(times, amounts, start, end, amount / (end - start), None, settings, since_min, now_min)
+        elif since_min <= start <= now_min:
+            times.append(start)
+            amounts.append(amount)
+    bt, ba = _basal_slices(rec, settings, since_min, now_min)
+    if not times:
+        return bt, ba
     return (np.concatenate([np.asarray(times, dtype=float), bt]),
             np.concatenate([np.asarray(amounts, dtype=float), ba]))
 
 
-def _basal_slices(basal: list[DeliveryRecord], settings: TherapySettings, since_min: float,
+def _basal_slices(rec: _Records, settings: TherapySettings, since_min: float,
                   now_min: float) -> tuple[np.ndarray, np.ndarray]:
     """Basal records (sorted by start) as slices of at most 5 min, net of the scheduled basal (vectorized)."""
-    if not basal:
-        return np.zeros(0), np.zeros(0)
-    start = np.array([r.start_min for r in basal], dtype=float)
-    end = np.array([r.end_min for r in basal], dtype=float)
-    amount = np.array([r.amount_u for r in basal], dtype=float)
-    confirmed = np.sort(np.array([r.start_min for r in basal if r.status is DeliveryStatus.CONFIRMED], dtype=float))
-    # a later confirmed basal record replaces this one (the pump replaces a running temp basal)
-    k = np.searchsorted(confirmed, start, side="right")
-    later = k < confirmed.size
-    end_eff = end.copy()
-    end_eff[later] = np.minimum(end[later], confirmed[k[later]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(end > start, amount / np.where(end > start, end - start, 1.0), 0.0)
+    start, end_eff, rate = rec.basal_start, rec.basal_end, rec.basal_rate
+    if start.size == 0:
+        return _EMPTY, _EMPTY
     lo, hi = np.maximum(start, since_min), np.minimum(end_eff, now_min)
-    ok = (end_eff > start) & (hi > lo)
+    ok = rec.basal_delivers & (hi > lo)
     lo, hi, rate = lo[ok], hi[ok], rate[ok]
     if lo.size == 0:
-        return np.zeros(0), np.zeros(0)
+        return _EMPTY, _EMPTY
     n = np.maximum(1, np.ceil((hi - lo) / _SLICE_MIN - 1e-9)).astype(np.int64)
     dt = (hi - lo) / n
+    if n.max() == 1:  # one slice per record (5-minute records): no repeat needed
+        mid = lo + 0.5 * dt
+        net = rate - settings.basal_u_per_h.at_array(mid, settings.utc_offset_min) / 60.0
+        return mid, net * dt
     idx = np.repeat(np.arange(lo.size), n)
     kk = np.arange(idx.size) - np.repeat(np.cumsum(n) - n, n)
     mid = lo[idx] + (kk + 0.5) * dt[idx]
@@ -140,11 +190,16 @@ def insulin_on_board_u(deliveries: Sequence[DeliveryRecord], settings: TherapySe
     Uncertain and commanded-but-unconfirmed deliveries count as delivered when ``include_uncertain`` (worst case for
     the IOB cap).
     """
+    memo = reduced_deliveries(deliveries).memo  # the controller and the supervisor ask for the same one
+    key = ("iob", now_min, include_uncertain)
+    hit = memo.get(key)
+    if hit is not None and hit[0] is settings:
+        return hit[1]
     td = settings.insulin_curve.duration_min
     t, u = _impulses(deliveries, settings, now_min, now_min - td, include_uncertain)
-    if t.size == 0:
-        return 0.0
-    return float(np.sum(u * iob_fraction(now_min - t, settings.insulin_curve)))
+    iob = 0.0 if t.size == 0 else float(np.sum(u * iob_fraction(now_min - t, settings.insulin_curve)))
+    memo[key] = (settings, iob)
+    return iob
 
 
 def insulin_activity_u_per_min(deliveries: Sequence[DeliveryRecord], settings: TherapySettings,

@@ -39,6 +39,8 @@ delivered); carbohydrate announcements never raise it, so a double carb entry ca
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from safety.commands import TEMP_BASAL_MAX_DURATION_MIN
@@ -90,6 +92,9 @@ def round_down(amount, increment):
 
 def value_ok(glucose_mg_dl, status):
     """True where a reading's value can be used for dosing: finite, in (39, 400] mg/dL, no bad status flag."""
+    if type(glucose_mg_dl) is float and isinstance(status, int):  # one reading (the scalar gate): no numpy
+        return (math.isfinite(glucose_mg_dl) and CGM_MIN_VALID_MG_DL < glucose_mg_dl <= CGM_MAX_VALID_MG_DL
+                and (status & BAD_READING_STATUS) == 0)
     g = np.asarray(glucose_mg_dl, dtype=float)
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(g) & (g > CGM_MIN_VALID_MG_DL) & (g <= CGM_MAX_VALID_MG_DL)

@@ -9,24 +9,32 @@ clock jumps, meal duplicates. Occlusion is covered (``pump_occluded``).
 
 Encoding: a proposed rate of NaN means "no basal command"; an approved rate of NaN means "no basal command",
 0 means Suspend (or a zero temp), the scheduled rate after a revert means Resume. Readings windows are (N, K),
-any order along K (rows are sorted here like :func:`safety.cgm_gate.assess_cgm` sorts); a missing entry has NaN
-time; the entries must cover at least the last 60 min (:data:`safety.limits.CGM_LOOKBACK_MIN`) for the result to equal the scalar supervisor's.
+any order along K (a subject's readings are sorted here like :func:`safety.cgm_gate.assess_cgm` sorts, unless they
+are in time order already); a missing entry has NaN time and may sit anywhere; the entries must cover at least the
+last 60 min (:data:`safety.limits.CGM_LOOKBACK_MIN`) for the result to equal the scalar supervisor's.
+
+Speed: the rules run time-major, on (K, N) arrays; a caller that keeps its window as a (K, N) array passes ``a.T``
+and nothing is copied (:class:`trials.supervision.BatchSupervision`). The cost is mostly per call, not per subject.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
 
 from safety import limits as L
 from safety.settings import TherapySettings
-from safety.supervisor import REASON_BIT, Reason
+from safety.supervisor import REASON_BIT
 
 __all__ = ["BatchVerdict", "supervise_batch", "cohort_settings"]
 
-_B = {r: np.int64(bit) for r, bit in REASON_BIT.items()}
+_BIT = SimpleNamespace(**{r.name: np.int64(bit) for r, bit in REASON_BIT.items()})  # attribute access: no Enum hash
+# the rules on recent readings run on the rows holding a recent reading only; the low-glucose evidence must be
+# among them
+assert L.CGM_STALE_MIN <= L.CGM_CHECK_WINDOW_MIN
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,55 @@ def _col(x, n: int, dtype=float) -> np.ndarray:
     return a if a.shape == (n,) else np.broadcast_to(a, (n,)).copy()
 
 
+def _time_major(x, dtype=float) -> np.ndarray:
+    """An (N, K) window as a C-contiguous (K, N) array: every rule below then works on whole rows of N subjects,
+    and sums along K are sequential. No copy when the caller keeps its window time-major and passes ``a.T``."""
+    return np.ascontiguousarray(np.atleast_2d(np.asarray(x, dtype=dtype)).T)
+
+
+def _window(g: np.ndarray, t: np.ndarray, st: np.ndarray | None):
+    """The readings in the scalar gate's order (:func:`safety.cgm_gate.assess_cgm`), time-major (K, N), and the
+    mask of the readings that count (not an exact repeat; None = all of them).
+
+    Every rule looks at present readings only (a missing entry's NaN time fails every time test), so missing
+    entries may sit anywhere. A subject whose present readings are already strictly increasing in time is in that
+    order and has no repeat: only the other subjects are sorted (as cgm_gate._order) and de-duplicated."""
+    present = np.isfinite(t)
+    with np.errstate(invalid="ignore"):
+        newest_before = _running_max_rows(np.where(present, t, -np.inf))
+        unsorted = np.any(present[1:] & ~(t[1:] > newest_before[:-1]), axis=0)
+    if not unsorted.any():
+        return g, t, st, None
+    j = np.flatnonzero(unsorted)
+    g, t = g.copy(), t.copy()  # never write into the caller's arrays
+    st = np.zeros(g.shape, np.int64) if st is None else st.copy()
+    gj, tj, sj = g[:, j], t[:, j], st[:, j]
+    order = np.lexsort((sj, np.where(np.isnan(gj), 0.0, gj), np.isnan(gj), tj), axis=0)
+    gj, tj, sj = (np.take_along_axis(a, order, axis=0) for a in (gj, tj, sj))
+    pj = np.isfinite(tj)  # missing entries are last now: the previous present reading is the row above
+    same = np.zeros_like(pj)
+    same[1:] = pj[:-1] & (tj[1:] == tj[:-1]) & (gj[1:] == gj[:-1]) & (sj[1:] == sj[:-1])
+    g[:, j], t[:, j], st[:, j] = gj, tj, sj
+    present[:, j] = pj & ~same
+    return g, t, st, present
+
+
+def _seq_sum(a: np.ndarray) -> np.ndarray:
+    """Sum along K in row order, as the scalar gate adds (numpy's pairwise ``sum`` adds in another order; a row
+    loop is faster than ``cumsum`` along axis 0). Starts from 0.0 like the scalar sum (a sum of -0.0 is +0.0)."""
+    out = np.zeros(a.shape[1])
+    for row in a:
+        out += row
+    return out
+
+
+def _running_max_rows(a: np.ndarray) -> np.ndarray:
+    """``np.maximum.accumulate(a, axis=0)`` in place, row by row (accumulate along axis 0 is slow in numpy)."""
+    for j in range(1, a.shape[0]):
+        np.maximum(a[j - 1], a[j], out=a[j])
+    return a
+
+
 def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_min, glucose_status=None,
                     iob_u, delivered_24h_u, lgs_active, scheduled_basal_u_per_h, max_scheduled_basal_u_per_h,
                     max_basal_u_per_h, max_bolus_u, max_iob_u, max_daily_u, target_mg_dl, isf_mg_dl_per_u,
@@ -74,162 +131,195 @@ def supervise_batch(now_min, rate_u_per_h, bolus_u, *, glucose_mg_dl, glucose_t_
                     bolus_automatic=True, last_valid_reading_min=None, last_auto_bolus_min=None,
                     active_rate_u_per_h=None, pump_occluded=None) -> BatchVerdict:
     """Supervise N subjects at once (module docstring for the encoding). All per-subject inputs broadcast to (N,)."""
-    g = np.atleast_2d(np.asarray(glucose_mg_dl, dtype=float))
-    t = np.atleast_2d(np.asarray(glucose_t_min, dtype=float))
-    n, k_len = g.shape
-    st = np.zeros((n, k_len), np.int64) if glucose_status is None else np.asarray(glucose_status, np.int64)
-    order = np.lexsort((st, np.where(np.isnan(g), 0.0, g), np.isnan(g), t), axis=1)  # as cgm_gate._order
-    g, t, st = (np.take_along_axis(a, order, axis=1) for a in (g, t, st))
-    now = _col(now_min, n)
-    thr = _col(suspend_threshold_mg_dl, n)
-    sched = _col(scheduled_basal_u_per_h, n)
-    iob = _col(iob_u, n)
-    total24 = _col(delivered_24h_u, n)
-    nan = np.full(n, np.nan)
-    prior_valid = nan.copy() if last_valid_reading_min is None else _col(last_valid_reading_min, n)
-    last_auto = nan.copy() if last_auto_bolus_min is None else _col(last_auto_bolus_min, n)
-    reasons = np.zeros(n, np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN marks "none" throughout
+        st = None if glucose_status is None else _time_major(glucose_status, np.int64)
+        g, t = _time_major(glucose_mg_dl), _time_major(glucose_t_min)
+        if g.shape[0] == 0:  # no readings at all: one missing reading says the same
+            g, t, st = np.full((1, g.shape[1]), np.nan), np.full((1, g.shape[1]), np.nan), None
+        g, t, st, counted = _window(g, t, st)
+        k_len, n = g.shape
+        now = _col(now_min, n)
+        thr = _col(suspend_threshold_mg_dl, n)
+        sched = _col(scheduled_basal_u_per_h, n)
+        iob = _col(iob_u, n)
+        total24 = _col(delivered_24h_u, n)
+        nan = np.full(n, np.nan)
+        prior_valid = nan if last_valid_reading_min is None else _col(last_valid_reading_min, n)
+        last_auto = nan if last_auto_bolus_min is None else _col(last_auto_bolus_min, n)
+        reasons = np.zeros(n, np.int64)
 
-    def flag(mask, reason: Reason) -> None:
-        nonlocal reasons
-        reasons = reasons | np.where(mask, _B[reason], np.int64(0))
+        def flag(mask, bit: np.int64) -> None:
+            np.bitwise_or(reasons, bit, out=reasons, where=mask)
 
-    # ---- CGM gate (mirrors safety.cgm_gate.assess_cgm; sums in the same order)
-    # Rows are sorted by time with missing (NaN) times last, so the previous present reading of a present one is
-    # the column before it: an exact repeat of it is one reading.
-    present = np.isfinite(t)
-    same = np.zeros((n, k_len), bool)
-    same[:, 1:] = present[:, :-1] & (t[:, 1:] == t[:, :-1]) & (g[:, 1:] == g[:, :-1]) & (st[:, 1:] == st[:, :-1])
-    present &= ~same
-    with np.errstate(invalid="ignore"):
-        flag(np.any(present & (t > now[:, None] + L.CGM_FUTURE_TOLERANCE_MIN), axis=1), Reason.CGM_FUTURE)
-        cons = present & (t >= now[:, None] - L.CGM_LOOKBACK_MIN) & (t <= now[:, None] + L.CGM_FUTURE_TOLERANCE_MIN)
-        vok = cons & L.value_ok(g, st)
-        recent = cons & (t >= now[:, None] - L.CGM_CHECK_WINDOW_MIN)
+        # ---- CGM gate (mirrors safety.cgm_gate.assess_cgm; sums in the same order). Arrays are (K, N).
+        rows = np.arange(k_len)[:, None]
+        cols = np.arange(n)
+
+        def last_index(mask: np.ndarray) -> np.ndarray:
+            """Per subject, the row of the last True (-1 = none), shape (N,)."""
+            return np.max(np.where(mask, rows, -1), axis=0, initial=-1)
+
+        def previous_index(mask: np.ndarray) -> np.ndarray:
+            """Per row and subject, the row of the last True strictly before it (-1 = none), shape (K, N)."""
+            idx = _running_max_rows(np.where(mask, rows, -1))
+            out = np.empty_like(idx)
+            out[:1] = -1
+            out[1:] = idx[:-1]
+            return out
+
+        def take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            """``a`` at row ``idx`` of each subject's column (row 0 where idx < 0: callers mask those)."""
+            return a.ravel().take(np.maximum(idx, 0) * n + cols)
+
+        def value_at(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            return np.where(idx >= 0, take(a, idx), np.nan)
+
+        future = t > now + L.CGM_FUTURE_TOLERANCE_MIN  # a repeat of a future reading is one too
+        flag(np.any(future, axis=0), _BIT.CGM_FUTURE)
+        cons = (t >= now - L.CGM_LOOKBACK_MIN) & ~future
+        if counted is not None:
+            cons &= counted
+        # without status flags value_ok is the range test (NaN fails it)
+        vok = cons & ((g > L.CGM_MIN_VALID_MG_DL) & (g <= L.CGM_MAX_VALID_MG_DL) if st is None
+                      else L.value_ok(g, st))
+        recent = cons & (t >= now - L.CGM_CHECK_WINDOW_MIN)
         rvalid = vok & recent
-        low_now = np.where(np.isfinite(g), g < thr[:, None], True)
-        lms = cons & (t >= now[:, None] - L.CGM_STALE_MIN) & (np.isfinite(g) | ((st & L.BELOW_RANGE_STATUS) != 0))
 
-    cols = np.arange(k_len)
-    rows = np.arange(n)[:, None]
-
-    def last_index(mask: np.ndarray) -> np.ndarray:
-        """Per row, the index of the last True column up to and including each column (-1 = none yet)."""
-        return np.maximum.accumulate(np.where(mask, cols, -1), axis=1)
-
-    def before(idx: np.ndarray) -> np.ndarray:
-        """The same, strictly before each column."""
-        out = np.full_like(idx, -1)
-        out[:, 1:] = idx[:, :-1]
-        return out
-
-    def at(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return np.where(idx >= 0, a[rows, np.maximum(idx, 0)], np.nan)
-
-    has_cons = cons.any(axis=1)
-    i_c, i_v = last_index(cons)[:, -1], last_index(vok)[:, -1]
-    last_ok = np.where(i_c >= 0, vok[np.arange(n), np.maximum(i_c, 0)], False)
-    lv_t, lv_g = at(t, i_v[:, None])[:, 0], at(g, i_v[:, None])[:, 0]
-    p_idx, q_idx = before(last_index(recent)), before(last_index(rvalid))
-    p_t, p_g, q_t, q_g = at(t, p_idx), at(g, p_idx), at(t, q_idx), at(g, q_idx)
-    with np.errstate(invalid="ignore"):
+        i_c, i_v = last_index(cons), last_index(vok)
+        has_cons = i_c >= 0
+        last_ok = has_cons & (i_c == i_v)  # the last considered reading is valid
+        lv_t, lv_g = value_at(t, i_v), value_at(g, i_v)
+        t_break = np.max(np.where(vok & (g != lv_g), t, -np.inf), axis=0, initial=-np.inf)
+        flat = ~np.isnan(lv_t) & np.any(vok & (g == lv_g) & (t > t_break) & (t <= lv_t - L.CGM_FLAT_MIN), axis=0)
+        # the rules on recent readings (duplicates, rates, the regression, low evidence) look at the rows holding a
+        # recent reading only (a trial's 13-reading window: the last 5): fewer rows, same readings, same order
+        # (the low-glucose evidence looks at the last 12 min, inside the 20 recent ones: see the assert at the top)
+        near = np.flatnonzero(np.any(recent, axis=1))
+        if near.size == 0:  # nobody has one: any single row gives the same (empty) answers
+            near = np.array([k_len - 1])
+        rn = slice(near[0], near[-1] + 1) if near[-1] - near[0] + 1 == near.size else near
+        t, g, cons, recent, rvalid = t[rn], g[rn], cons[rn], recent[rn], rvalid[rn]
+        st = None if st is None else st[rn]
+        rows = rows[:t.shape[0]]
+        k_len = t.shape[0]
+        if not isinstance(rn, slice):  # take() indexes the flattened rows: keep them contiguous
+            t, g = np.ascontiguousarray(t), np.ascontiguousarray(g)
+        finite_g = np.isfinite(g)
+        low_now = ~finite_g | (g < thr)
+        usable_value = finite_g if st is None else finite_g | ((st & L.BELOW_RANGE_STATUS) != 0)
+        lms = cons & (t >= now - L.CGM_STALE_MIN) & usable_value
+        p_idx, q_idx = previous_index(recent), previous_index(rvalid)
+        p_t, p_g, q_t, q_g = take(t, p_idx), take(g, p_idx), take(t, q_idx), take(g, q_idx)
         differ = ~((p_g == g) | (np.isnan(p_g) & np.isnan(g)))
-        dup = np.any(recent & (p_idx >= 0) & (t - p_t < L.CGM_DUPLICATE_WINDOW_MIN) & differ, axis=1)
+        dup = np.any(recent & (p_idx >= 0) & (t - p_t < L.CGM_DUPLICATE_WINDOW_MIN) & differ, axis=0)
         rate_bad = np.any(rvalid & (q_idx >= 0) & (np.abs(g - q_g) > L.CGM_MAX_RATE_MG_DL_PER_MIN
-                                                    * np.maximum(t - q_t, L.CGM_RATE_MIN_DT_MIN)), axis=1)
-    last_usable = at(t, last_index(lms)[:, -1:])[:, 0]
-    # running sums in column order (cumsum is sequential), as the scalar gate adds them
-    cnt = np.cumsum(rvalid, axis=1, dtype=float)[:, -1]
-    s_t = np.cumsum(np.where(rvalid, t, 0.0), axis=1)[:, -1]
-    s_g = np.cumsum(np.where(rvalid, g, 0.0), axis=1)[:, -1]
-    first_idx = np.where(rvalid.any(axis=1), np.argmax(rvalid, axis=1), -1)
-    first_rt = at(t, first_idx[:, None])[:, 0]
-    q_t = at(t, last_index(rvalid)[:, -1:])[:, 0]  # the last recent valid reading (for the regression span)
-    with np.errstate(invalid="ignore"):
-        low_measured = np.any(lms & low_now & (t >= (last_usable - L.CGM_DUPLICATE_WINDOW_MIN)[:, None]), axis=1)
-    flag(has_cons & ~last_ok, Reason.CGM_INVALID_VALUE)
-    stale = np.isnan(lv_t) | (now - lv_t > L.CGM_STALE_MIN)
-    flag(stale, Reason.CGM_STALE)
-    flag(dup, Reason.CGM_DUPLICATE)
-    flag(rate_bad, Reason.CGM_RATE_IMPOSSIBLE)
-    with np.errstate(invalid="ignore"):
-        t_break = np.max(np.where(vok & (g != lv_g[:, None]), t, -np.inf), axis=1, initial=-np.inf)
-        flat = ~np.isnan(lv_t) & np.any(vok & (g == lv_g[:, None]) & (t > t_break[:, None])
-                                        & (t <= (lv_t - L.CGM_FLAT_MIN)[:, None]), axis=1)
-    flag(flat, Reason.CGM_FLAT)
-    no_inc = reasons != 0  # only CGM flags are set so far
-    # an occluded pump gets no insulin: no bolus, and of the basal commands only a suspend (as supervise() does)
-    occluded = np.zeros(n, bool) if pump_occluded is None else _col(pump_occluded, n, bool)
-    flag(occluded, Reason.PUMP_OCCLUSION)
+                                                    * np.maximum(t - q_t, L.CGM_RATE_MIN_DT_MIN)), axis=0)
+        last_usable = value_at(t, last_index(lms))
+        # sums in row order, as the scalar gate adds them
+        cnt = np.count_nonzero(rvalid, axis=0).astype(float)
+        s_t = _seq_sum(np.where(rvalid, t, 0.0))
+        s_g = _seq_sum(np.where(rvalid, g, 0.0))
+        first_idx = np.min(np.where(rvalid, rows, k_len), axis=0, initial=k_len)
+        first_rt = np.where(first_idx < k_len, take(t, np.minimum(first_idx, k_len - 1)), np.nan)
+        q_t = value_at(t, last_index(rvalid))  # the last recent valid reading (for the regression span)
+        low_measured = np.any(lms & low_now & (t >= last_usable - L.CGM_DUPLICATE_WINDOW_MIN), axis=0)
+        flag(has_cons & ~last_ok, _BIT.CGM_INVALID_VALUE)
+        stale = np.isnan(lv_t) | (now - lv_t > L.CGM_STALE_MIN)
+        flag(stale, _BIT.CGM_STALE)
+        flag(dup, _BIT.CGM_DUPLICATE)
+        flag(rate_bad, _BIT.CGM_RATE_IMPOSSIBLE)
+        flag(flat, _BIT.CGM_FLAT)
+        no_inc = reasons != 0  # only CGM flags are set so far
+        # an occluded pump gets no insulin: no bolus, and of the basal commands only a suspend (as supervise() does)
+        occluded = np.zeros(n, bool) if pump_occluded is None else _col(pump_occluded, n, bool)
+        flag(occluded, _BIT.PUMP_OCCLUSION)
 
-    # ---- the supervisor's own prediction
-    have_reg = (cnt >= L.LGS_MIN_READINGS) & (q_t - first_rt >= L.LGS_MIN_SPAN_MIN)
-    with np.errstate(invalid="ignore", divide="ignore"):
+        # ---- the supervisor's own prediction
+        have_reg = (cnt >= L.LGS_MIN_READINGS) & (q_t - first_rt >= L.LGS_MIN_SPAN_MIN)
         mt, mg = s_t / cnt, s_g / cnt
-        dt = t - mt[:, None]
-        sxy = np.cumsum(np.where(rvalid, dt * (g - mg[:, None]), 0.0), axis=1)[:, -1]
-        sxx = np.cumsum(np.where(rvalid, dt * dt, 0.0), axis=1)[:, -1]
+        dt = t - mt
+        sxy = _seq_sum(np.where(rvalid, dt * (g - mg), 0.0))
+        sxx = _seq_sum(np.where(rvalid, dt * dt, 0.0))
         slope = np.where(have_reg, sxy / sxx, np.nan)
         pred = np.minimum(mg + slope * (now - mt), mg + slope * (now + L.LGS_HORIZON_MIN - mt))
         low_pred = have_reg & (pred < thr)
 
-    # ---- low-glucose suspend and CGM-loss revert
-    prior_valid = np.where(prior_valid > now + L.CGM_FUTURE_TOLERANCE_MIN, np.nan, prior_valid)
-    last_valid = np.fmax(prior_valid, lv_t)
-    with np.errstate(invalid="ignore"):
+        # ---- low-glucose suspend and CGM-loss revert
+        prior_valid = np.where(prior_valid > now + L.CGM_FUTURE_TOLERANCE_MIN, np.nan, prior_valid)
+        last_valid = np.fmax(prior_valid, lv_t)
         revert = np.isnan(last_valid) | (now - last_valid >= L.CGM_LOSS_REVERT_MIN)
         resume_ok = ~stale & ~np.isnan(lv_g) & (lv_g >= thr) & have_reg & (slope > 0.0)
-    hold = _col(lgs_active, n, bool) & ~resume_ok & ~revert
-    lgs = low_measured | low_pred | hold
-    flag(low_measured, Reason.LGS_MEASURED)
-    flag(low_pred, Reason.LGS_PREDICTED)
-    flag(hold & ~low_measured & ~low_pred, Reason.LGS_HOLD)
+        hold = _col(lgs_active, n, bool) & ~resume_ok & ~revert
+        lgs = low_measured | low_pred | hold
+        flag(low_measured, _BIT.LGS_MEASURED)
+        flag(low_pred, _BIT.LGS_PREDICTED)
+        flag(hold & ~low_measured & ~low_pred, _BIT.LGS_HOLD)
 
-    # ---- bolus
-    b = _col(bolus_u, n)
-    auto = _col(bolus_automatic, n, bool)
-    with np.errstate(invalid="ignore"):
+        # ---- bolus, then basal
+        b = _col(bolus_u, n)
+        auto = _col(bolus_automatic, n, bool)
         eligible = (b > 0.0) & ~lgs & ~occluded & ~(auto & (no_inc | revert))
         too_soon = eligible & auto & ~np.isnan(last_auto) & (now - last_auto < L.AUTO_BOLUS_MIN_INTERVAL_MIN)
-    flag(too_soon, Reason.AUTO_BOLUS_TOO_SOON)
-    eligible &= ~too_soon
+        flag(too_soon, _BIT.AUTO_BOLUS_TOO_SOON)
+        eligible &= ~too_soon
+        bolus = np.zeros(n)
+        if eligible.any():  # (most decisions give nobody a bolus)
+            need = L.need_u(lv_g, _col(target_mg_dl, n), _col(isf_mg_dl_per_u, n), iob)
+            bolus = _bolus_caps(b, eligible, auto, need, iob, total24, flag, n, max_bolus_u=max_bolus_u,
+                                max_iob_u=max_iob_u, max_daily_u=max_daily_u, bolus_increment_u=bolus_increment_u)
+            last_auto = np.where(auto & (bolus > 0.0), now, last_auto)
 
-    def cap(v, limit, reason: Reason, active):
-        hit = active & (limit < v)
-        flag(hit, reason)
-        return np.where(hit, limit, v)
-
-    v = cap(b, _col(max_bolus_u, n), Reason.CAP_MAX_BOLUS, eligible)
-    with np.errstate(invalid="ignore"):
-        need = L.need_u(lv_g, _col(target_mg_dl, n), _col(isf_mg_dl_per_u, n), iob)
-        v = cap(v, L.AUTO_BOLUS_FRACTION * np.maximum(0.0, need), Reason.CAP_AUTO_BOLUS_FRACTION, eligible & auto)
-    v = cap(v, np.maximum(0.0, _col(max_iob_u, n) - iob), Reason.CAP_MAX_IOB, eligible)
-    v = cap(v, np.maximum(0.0, _col(max_daily_u, n) - total24), Reason.CAP_MAX_DAILY, eligible)
-    v = cap(v, L.round_down(np.where(eligible, v, 0.0), _col(bolus_increment_u, n)), Reason.ROUNDED_DOWN, eligible)
-    bolus = np.where(eligible, v, 0.0)
-    last_auto = np.where(auto & (bolus > 0.0), now, last_auto)
-
-    # ---- basal
-    r = _col(rate_u_per_h, n)
-    dur = _col(duration_min, n)
-    active_rate = nan if active_rate_u_per_h is None else _col(active_rate_u_per_h, n)
-    none = np.isnan(r)
-    with np.errstate(invalid="ignore"):
+        r = _col(rate_u_per_h, n)
+        active_rate = nan if active_rate_u_per_h is None else _col(active_rate_u_per_h, n)
+        none = np.isnan(r)
         cancel_high = ~lgs & ~revert & none & no_inc & (active_rate > sched)
         temp = ~lgs & ~revert & ~none
-    flag(~lgs & revert, Reason.CGM_LOSS_REVERT)
-    flag(cancel_high, Reason.HIGH_TEMP_CANCELLED)
-    dur = cap(dur, np.full(n, L.TEMP_BASAL_MAX_DURATION_MIN), Reason.TEMP_BASAL_DURATION, temp)
-    flag(temp & (r < 0.0), Reason.INVALID_PROPOSAL)
+        flag(~lgs & revert, _BIT.CGM_LOSS_REVERT)
+        flag(cancel_high, _BIT.HIGH_TEMP_CANCELLED)
+        v = nan
+        if temp.any():  # (a controller that keeps the programmed basal proposes no temp basal)
+            v = _temp_basal_caps(r, temp, no_inc, sched, iob, total24, bolus, flag, n, duration_min=duration_min,
+                                 max_basal_u_per_h=max_basal_u_per_h,
+                                 max_scheduled_basal_u_per_h=max_scheduled_basal_u_per_h, max_iob_u=max_iob_u,
+                                 max_daily_u=max_daily_u, basal_increment_u_per_h=basal_increment_u_per_h)
+        rate = np.where(lgs, 0.0, np.where(revert | cancel_high, sched, np.where(temp, v, np.nan)))
+        rate = np.where(occluded & ~lgs, np.nan, rate)
+        return BatchVerdict(rate, bolus, reasons, lgs, last_valid, np.array(last_auto))  # never the caller's array
+
+
+def _cap(v: np.ndarray, limit: np.ndarray, bit: np.int64, active: np.ndarray, flag) -> np.ndarray:
+    """``v`` capped at ``limit`` where ``active``; flags the subjects it capped."""
+    hit = active & (limit < v)
+    flag(hit, bit)
+    return np.where(hit, limit, v)
+
+
+def _bolus_caps(b, eligible, auto, need, iob, total24, flag, n: int, *, max_bolus_u, max_iob_u, max_daily_u,
+                bolus_increment_u) -> np.ndarray:
+    """The approved bolus (U): every cap of :func:`safety.supervisor.supervise`, in its order (0 where not
+    ``eligible``)."""
+    v = _cap(b, _col(max_bolus_u, n), _BIT.CAP_MAX_BOLUS, eligible, flag)
+    v = _cap(v, L.AUTO_BOLUS_FRACTION * np.maximum(0.0, need), _BIT.CAP_AUTO_BOLUS_FRACTION, eligible & auto, flag)
+    v = _cap(v, np.maximum(0.0, _col(max_iob_u, n) - iob), _BIT.CAP_MAX_IOB, eligible, flag)
+    v = _cap(v, np.maximum(0.0, _col(max_daily_u, n) - total24), _BIT.CAP_MAX_DAILY, eligible, flag)
+    v = _cap(v, L.round_down(np.where(eligible, v, 0.0), _col(bolus_increment_u, n)), _BIT.ROUNDED_DOWN, eligible,
+             flag)
+    return np.where(eligible, v, 0.0)
+
+
+def _temp_basal_caps(r, temp, no_inc, sched, iob, total24, bolus, flag, n: int, *, duration_min, max_basal_u_per_h,
+                     max_scheduled_basal_u_per_h, max_iob_u, max_daily_u, basal_increment_u_per_h) -> np.ndarray:
+    """The approved temporary basal rate (U/h) where ``temp``: every cap of :func:`safety.supervisor.supervise`,
+    in its order."""
+    dur = _cap(_col(duration_min, n), np.full(n, L.TEMP_BASAL_MAX_DURATION_MIN), _BIT.TEMP_BASAL_DURATION, temp, flag)
+    flag(temp & (r < 0.0), _BIT.INVALID_PROPOSAL)
     v = np.where(temp & (r < 0.0), 0.0, r)
-    v = cap(v, _col(max_basal_u_per_h, n), Reason.CAP_MAX_BASAL, temp)
-    v = cap(v, L.MAX_BASAL_X_CURRENT_SCHEDULED * sched, Reason.CAP_4X_SCHEDULED, temp)
-    v = cap(v, L.MAX_BASAL_X_MAX_SCHEDULED * _col(max_scheduled_basal_u_per_h, n), Reason.CAP_3X_MAX_DAILY, temp)
-    with np.errstate(invalid="ignore"):
-        v = np.where(temp & no_inc & (v > sched), sched, v)
-    v = cap(v, sched + np.maximum(0.0, _col(max_iob_u, n) - iob - bolus) * 60.0 / dur, Reason.CAP_MAX_IOB, temp)
-    v = cap(v, np.maximum(0.0, _col(max_daily_u, n) - total24 - bolus) * 60.0 / dur, Reason.CAP_MAX_DAILY, temp)
-    v = cap(v, L.round_down(np.where(temp, v, 0.0), _col(basal_increment_u_per_h, n)), Reason.ROUNDED_DOWN, temp)
-    rate = np.where(lgs, 0.0, np.where(revert | cancel_high, sched, np.where(temp, v, np.nan)))
-    rate = np.where(occluded & ~lgs, np.nan, rate)
-    return BatchVerdict(rate, bolus, reasons, lgs, last_valid, last_auto)
+    v = _cap(v, _col(max_basal_u_per_h, n), _BIT.CAP_MAX_BASAL, temp, flag)
+    v = _cap(v, L.MAX_BASAL_X_CURRENT_SCHEDULED * sched, _BIT.CAP_4X_SCHEDULED, temp, flag)
+    v = _cap(v, L.MAX_BASAL_X_MAX_SCHEDULED * _col(max_scheduled_basal_u_per_h, n), _BIT.CAP_3X_MAX_DAILY, temp,
+             flag)
+    v = np.where(temp & no_inc & (v > sched), sched, v)
+    v = _cap(v, sched + np.maximum(0.0, _col(max_iob_u, n) - iob - bolus) * 60.0 / dur, _BIT.CAP_MAX_IOB, temp, flag)
+    v = _cap(v, np.maximum(0.0, _col(max_daily_u, n) - total24 - bolus) * 60.0 / dur, _BIT.CAP_MAX_DAILY, temp, flag)
+    return _cap(v, L.round_down(np.where(temp, v, 0.0), _col(basal_increment_u_per_h, n)), _BIT.ROUNDED_DOWN, temp,
+                flag)

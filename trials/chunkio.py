@@ -39,7 +39,9 @@ def agp_histogram(t_min: np.ndarray, glucose_mg_dl: np.ndarray, groups: tuple[st
         ok = np.isfinite(vals)
         b = np.clip(np.rint(np.where(ok, vals, 0.0)), 0, AGP_MAX_MG_DL).astype(np.int64)
         s = np.broadcast_to(slot[:, None], vals.shape)
-        np.add.at(hist[gi], (s[ok], b[ok]), 1)
+        flat = s[ok] * (AGP_MAX_MG_DL + 1) + b[ok]  # bincount: the same counts as np.add.at, much faster
+        hist[gi] += np.bincount(flat, minlength=AGP_SLOTS * (AGP_MAX_MG_DL + 1)).reshape(hist[gi].shape).astype(
+            np.int32)
     return hist
 
 

@@ -98,8 +98,10 @@ class BatchSupervision:
         self.constant = all(len(x.basal_u_per_h.entries) == 1 and len(x.isf_mg_dl_per_u.entries) == 1
                             for x in settings)
         self.daily_basal_u = np.array([x.basal_u_per_h.daily_total() for x in settings])
-        self.g = np.full((self.n, self.WINDOW), np.nan)
-        self.t = np.full((self.n, self.WINDOW), np.nan)
+        # the window is time-major (K, N), oldest row first, so a step shifts rows (no copy of the whole window)
+        # and supervise_batch takes the transposed views without copying
+        self.g = np.full((self.WINDOW, self.n), np.nan)
+        self.t = np.full((self.WINDOW, self.n), np.nan)
         self.net_24h = np.zeros((self.n, 288))  # ring of the last 24 h of net insulin per 5 minutes
         self.net_24h_total = np.zeros(self.n)
         self._pos = 0
@@ -117,18 +119,18 @@ class BatchSupervision:
         from safety.supervisor_batch import cohort_settings, supervise_batch
 
         now = float(inputs.now_min)
-        self.g = np.roll(self.g, -1, axis=1)
-        self.t = np.roll(self.t, -1, axis=1)
+        self.g[:-1] = self.g[1:]
+        self.t[:-1] = self.t[1:]
         ok = np.isfinite(cgm_mg_dl)
-        self.g[:, -1] = cgm_mg_dl
-        self.t[:, -1] = np.where(ok, now, np.nan)
+        self.g[-1] = cgm_mg_dl
+        self.t[-1] = np.where(ok, now, np.nan)
         newest = inputs.net_insulin_u[:, 0]
         self.net_24h_total = self.net_24h_total + newest - self.net_24h[:, self._pos]
         self.net_24h[:, self._pos] = newest
         self._pos = (self._pos + 1) % self.net_24h.shape[1]
         limits = self.limits if self.constant else cohort_settings(self.settings, now)
         verdict = supervise_batch(
-            now, proposal.rate_u_per_h, proposal.bolus_u, glucose_mg_dl=self.g, glucose_t_min=self.t,
+            now, proposal.rate_u_per_h, proposal.bolus_u, glucose_mg_dl=self.g.T, glucose_t_min=self.t.T,
             iob_u=insulin_on_board(inputs), delivered_24h_u=self.daily_basal_u + self.net_24h_total,
             lgs_active=self.lgs, bolus_automatic=~np.asarray(proposal.bolus_is_meal, dtype=bool),
             last_valid_reading_min=self.last_valid, last_auto_bolus_min=self.last_auto,
@@ -136,7 +138,9 @@ class BatchSupervision:
         self.lgs = verdict.lgs_active
         self.last_valid = verdict.last_valid_reading_min
         self.last_auto = verdict.last_auto_bolus_min
-        self._counts += (verdict.reasons[None, :] & self._bits[:, None]) != 0
+        hit = np.flatnonzero(verdict.reasons)  # usually few subjects have an intervention
+        if hit.size:
+            self._counts[:, hit] += (verdict.reasons[hit][None, :] & self._bits[:, None]) != 0
         rate = np.where(np.isnan(verdict.rate_u_per_h), RESUME, verdict.rate_u_per_h)
         return rate, verdict.bolus_u
 

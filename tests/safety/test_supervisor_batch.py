@@ -49,6 +49,24 @@ def _scalar_rate(verdict, sched):
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(subject(), min_size=1, max_size=6))
 def test_batch_equals_scalar(subjects):
+    _check_batch_equals_scalar(subjects, [list(range(K - len(sub[1]), K)) for sub in subjects])  # missing first
+
+
+@hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(subject(), min_size=1, max_size=6), st.randoms(use_true_random=False), st.booleans())
+def test_batch_equals_scalar_any_window_order(subjects, rnd, shuffled):
+    """Missing entries anywhere (a trial's window keeps its gaps), readings in time order or in any order."""
+    columns = []
+    for sub in subjects:
+        cols = sorted(rnd.sample(range(K), len(sub[1])))
+        if shuffled:
+            rnd.shuffle(cols)
+        columns.append(cols)
+    _check_batch_equals_scalar(subjects, columns, time_major=rnd.random() < 0.5)
+
+
+def _check_batch_equals_scalar(subjects, columns, time_major=False):
+    """Subject i's j-th reading goes to column ``columns[i][j]`` of the (N, K) window."""
     n = len(subjects)
     g = np.full((n, K), np.nan)
     t = np.full((n, K), np.nan)
@@ -58,9 +76,8 @@ def test_batch_equals_scalar(subjects):
     total = np.zeros(n)
     active = np.full(n, np.nan)
     for i, (s, readings, deliveries, state, rate, duration, bolus, automatic, occluded) in enumerate(subjects):
-        off = K - len(readings)  # missing entries first
-        for j, r in enumerate(readings):
-            g[i, off + j], t[i, off + j], status[i, off + j] = r.glucose_mg_dl, r.t_min, int(r.status)
+        for j, r in zip(columns[i], readings):
+            g[i, j], t[i, j], status[i, j] = r.glucose_mg_dl, r.t_min, int(r.status)
         iob[i] = insulin_on_board_u(deliveries, s, NOW)
         total[i] = delivered_last_24h_u(deliveries, s, NOW)
         running = active_basal_rate_u_per_h(deliveries, NOW)
@@ -71,6 +88,9 @@ def test_batch_equals_scalar(subjects):
         expected.append(supervise(proposal, SupervisorContext(Snapshot(NOW, readings, deliveries, (), s),
                                                               pump=PumpState(occluded=occluded), state=state)))
     opt = lambda x: np.array([np.nan if v is None else v for v in x], dtype=float)  # noqa: E731
+    if time_major:  # (K, N) arrays passed as (N, K) views, as trials.supervision keeps its window
+        g, t, status = (np.ascontiguousarray(a.T).T for a in (g, t, status))
+    g_in, t_in = g.copy(), t.copy()
     out = supervise_batch(
         NOW, opt([sub[4] for sub in subjects]), np.array([sub[6] for sub in subjects]),
         glucose_mg_dl=g, glucose_t_min=t, glucose_status=status, iob_u=iob, delivered_24h_u=total,
@@ -89,6 +109,8 @@ def test_batch_equals_scalar(subjects):
         assert bool(out.lgs_active[i]) == v.state.lgs_active
         np.testing.assert_equal(out.last_valid_reading_min[i], opt([v.state.last_valid_reading_min])[0])
         np.testing.assert_equal(out.last_auto_bolus_min[i], opt([v.state.last_auto_bolus_min])[0])
+    np.testing.assert_array_equal(g, g_in)  # the inputs are left alone
+    np.testing.assert_array_equal(t, t_in)
 
 
 def test_ten_thousand_subjects_quickly():
