@@ -3,7 +3,8 @@ figure on the same scenario where it is installed, and a 10,000-subject x 1-day 
 peak memory.
 
 Prints human-readable lines, then as the LAST line one JSON object with the keys ``bb_patient_days_per_s``,
-``mpc_patient_days_per_s`` (one core), ``simglucose_patient_days_per_s`` (null if simglucose is absent),
+``mpc_patient_days_per_s`` (one core; ``mpc_solver`` says which solver ran: the generated C, built first when a
+compiler exists, as the product uses it), ``simglucose_patient_days_per_s`` (null if simglucose is absent),
 ``workers``, ``bb_patient_days_per_s_workers``, ``mpc_patient_days_per_s_workers``, ``peak_rss_mb_10k``,
 ``seconds_10k``, and ``bb_patient_days_per_cpu_s`` / ``mpc_patient_days_per_cpu_s`` (patient-days per CPU-second
 of the one-core runs: what a dedicated core gives when the machine is shared) and ``load_average``.
@@ -112,6 +113,25 @@ def simglucose_rate() -> float | None:
     return 1.0 / secs
 
 
+def ensure_compiled_solver() -> str:
+    """Build the generated-C MPC solver when it is missing and a C compiler exists (once, before any clock: the
+    product's ``mpc`` runs it when built); returns the solver the mpc runs use."""
+    from controller.codegen import CodegenError, build_library, find_c_compiler, library_path
+    from controller.mpc_problem import MPCConfig
+    from trials.mpc import make_mpc, solver_kind
+
+    if not library_path(MPCConfig()).is_file() and find_c_compiler() is not None:
+        print("building the generated-C MPC solver (once) ...", flush=True)
+        try:
+            build_library(MPCConfig())
+        except CodegenError as exc:
+            print(f"C build failed, the mpc runs use the Python solver: {exc}")
+    make_mpc.cache_clear()
+    kind = solver_kind(make_mpc(compiled=False))
+    print(f"mpc solver: {kind}")
+    return kind
+
+
 def peak_rss_mb() -> float:
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -127,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big", type=int, default=10_000, help="subjects of the memory run (0 = skip)")
     args = ap.parse_args(argv)
     n_bb = args.bb_subjects or (300 if args.quick else 1000)
-    n_mpc = args.mpc_subjects or (2 if args.quick else 4)
+    n_mpc = args.mpc_subjects or (2 if args.quick else 10)
     big = 0 if args.quick else args.big
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; scenario {SCENARIO}, 1 day")
     with tempfile.TemporaryDirectory() as d:
@@ -135,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         bb_pop = f"population:{n_bb}:1"
         bb1, bb1_cpu = bench("bb", bb_pop, n_bb, 1, tmp)
         bbw, _ = bench("bb", bb_pop, max(1, n_bb // args.workers), args.workers, tmp)
-        mpc_cohort = ",".join(f"adult#00{i}" for i in range(1, n_mpc + 1))
+        mpc_cohort = ",".join(f"adult#{i:03d}" for i in range(1, n_mpc + 1))
+        solver = ensure_compiled_solver()
         mpc1, mpc1_cpu = bench("mpc", mpc_cohort, n_mpc, 1, tmp)
         mpcw, _ = bench("mpc", mpc_cohort, max(1, n_mpc // args.workers), args.workers, tmp)
         sg = simglucose_rate()
@@ -153,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({
         "bb_patient_days_per_s": round(bb1, 2),
         "mpc_patient_days_per_s": round(mpc1, 3),
+        "mpc_solver": solver,
         "simglucose_patient_days_per_s": None if sg is None else round(sg, 4),
         "workers": args.workers,
         "bb_patient_days_per_cpu_s": round(bb1_cpu, 2),

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
                         "on it")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--chunk-size", type=int, default=None,
-                   help="subjects per task (default: 500 for baselines, 5 for the MPC)")
+                   help="subjects per task (default: 500 for baselines, 15 for the MPC)")
     p.add_argument("--no-traces", action="store_true", help="do not write per-5-minute traces")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
