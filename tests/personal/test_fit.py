@@ -177,3 +177,23 @@ def test_cli_exit_codes_on_bad_input(record, tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         cli_main(["fit", one_day])
     assert exc.value.code == 2
+
+
+def test_likelihood_whitens_autocorrelated_residuals(record) -> None:
+    """CGM residuals are AR(1) between consecutive readings: the likelihood's residuals are the innovations
+    (e_k - phi e_(k-1)) / (sd sqrt(1 - phi^2)), restarting after a gap."""
+    from trials.personal import fit as fit_mod
+
+    data = record.data.window(0, 2.5 * 1440)
+    t0 = float(np.floor(data.cgm_t_min[0] / pt.DT_MIN) * pt.DT_MIN)
+    n_steps = int(np.ceil((data.cgm_t_min[-1] - t0) / pt.DT_MIN)) + 1
+    base = fit_mod._base_from(data, None)
+    prob = fit_mod._Problem(data, base, t0, n_steps, float(data.cgm_mg_dl[0]), meal_effects=False)
+    z0 = prob.prior_mu
+    e = np.asarray(prob.f_traj(z0))[0, prob.idx] - prob.cgm
+    phi, sd = fit_mod.RESIDUAL_AR1, fit_mod.CGM_SD_MG_DL
+    assert 0.5 < phi < 1.0
+    consecutive = np.concatenate([[False], np.diff(prob.cgm_t) <= 7.5])
+    expected = np.where(consecutive, (e - phi * np.concatenate([[0.0], e[:-1]])) / (sd * math.sqrt(1 - phi ** 2)),
+                        e / sd)
+    np.testing.assert_allclose(prob.residuals(z0)[:e.size], expected, rtol=1e-9, atol=1e-9)

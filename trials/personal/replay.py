@@ -7,9 +7,10 @@ Arms:
 - ``NAME`` (a controller: ``bb``, ``pid``, ``oref``, ``mpc``): closed loop on the twin, every proposal through the
   safety supervisor, the recorded carbs announced as recorded, with the programmed settings or altered ones.
 
-The twin's glucose is the plant; the controller sees it only as CGM readings every 5 minutes (with seeded CGM-like
-noise). Every arm is run on the MAP twin and, when the twin carries posterior samples, on each sample, so the
-outcome comes with its spread.
+The twin's glucose is the plant; the controller sees it only as CGM readings every 5 minutes (with seeded CGM
+noise: by default the Breton-Kovatchev error model of a Dexcom sensor, autocorrelated like a real sensor's, on the
+twin's glucose, which is already the interstitial glucose a CGM measures). Every arm is run on the MAP twin and,
+when the twin carries posterior samples, on each sample, so the outcome comes with its spread.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from trials.supervision import RESUME, SubjectSupervision
 
 HISTORY_MIN = 24 * 60.0
 CGM_NOISE_SD_MG_DL = 8.0
+"""White CGM noise of the closed-loop arms when no sensor model is used (``sensor=None``)."""
+SENSOR_MODEL = "Dexcom"
+"""Default CGM error model of the closed-loop arms (:class:`patient_model.sensor.CGMModel`, a bundled sensor)."""
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,15 @@ def open_loop_ensemble(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: f
 
 
 def closed_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_steps: int, x0: np.ndarray,
-                controller: Any, settings: TherapySettings, seed: int = 0, name: str | None = None) -> ArmResult:
-    """``controller`` (Controller protocol) doses the twin every 5 minutes through the supervisor."""
+                controller: Any, settings: TherapySettings, seed: int = 0, name: str | None = None,
+                sensor: str | None = SENSOR_MODEL) -> ArmResult:
+    """``controller`` (Controller protocol) doses the twin every 5 minutes through the supervisor. It reads the twin's
+    glucose through the CGM error model ``sensor`` (seeded; ``None``: white noise of :data:`CGM_NOISE_SD_MG_DL`)."""
+    from patient_model.sensor import CGMModel, SensorParams
+
     rng = np.random.default_rng(seed)
+    cgm_model = (CGMModel(1, SensorParams.named(sensor), seed=seed, subject_keys=["personal-twin"])
+                 if sensor is not None else None)
     sup = SubjectSupervision([settings])
     carbs, meal_idx, current = pt.carb_grid(t0, [(c.t_min, c.carbs_g) for c in data.carbs], n_steps)
     meals = tuple(MealAnnouncement(c.t_min, c.carbs_g, c.t_min, entry_id=f"m{i}") for i, c in enumerate(data.carbs))
@@ -148,7 +158,10 @@ def closed_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n
     for k in range(n_steps):
         now = t0 + pt.DT_MIN * k
         g_out[k] = x[0]
-        cgm = float(np.clip(x[0] + CGM_NOISE_SD_MG_DL * rng.standard_normal(), 40.0, 400.0))
+        if cgm_model is not None:
+            cgm = float(cgm_model.measure(now - t0, np.array([x[0]]))[0])
+        else:
+            cgm = float(np.clip(x[0] + CGM_NOISE_SD_MG_DL * rng.standard_normal(), 40.0, 400.0))
         readings.append(GlucoseReading(now, cgm, "twin:cgm"))
         horizon = now - HISTORY_MIN
         readings = [r for r in readings if r.t_min >= horizon]

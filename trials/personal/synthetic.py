@@ -28,6 +28,8 @@ class SyntheticRecord:
     insulin_u_per_min: np.ndarray   # per minute delivered
     cho_g_per_min: np.ndarray       # per minute eaten (truth)
     subject: Subject
+    gsub_mg_dl: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    """Per minute subcutaneous glucose (truth, what the CGM measures before its noise), shape (days * 1440 + 1,)."""
 
 
 def profile_of(subject: Subject, target_mg_dl: float = 110.0) -> Profile:
@@ -64,6 +66,7 @@ def generate(subject_name: str, days: int = 10, seed: int = 1, scenario: str = "
     basal_u_per_min = np.floor(subject.basal_u_per_h / 0.05 + 1e-9) * 0.05 / 60.0
     ann = {int(np.floor(m.announced_at_min)): m for m in real.announcements(0)}
     bg = np.empty(n_min + 1)
+    gsub = np.empty(n_min + 1)
     ins = np.full(n_min, basal_u_per_min)
     cgm_t, cgm_v, boluses, carbs = [], [], [], []
     last_cgm = float(sim.gsub_mg_dl[0])
@@ -76,6 +79,7 @@ def generate(subject_name: str, days: int = 10, seed: int = 1, scenario: str = "
                      announcements(real, 0), float(switch_min or 0.0))
     for t in range(n_min):
         bg[t] = float(sim.bg_mg_dl[0])
+        gsub[t] = float(sim.gsub_mg_dl[0])
         fresh = math.nan
         if cgm.is_sample_time(t):
             v = float(cgm.measure(t, sim.gsub_mg_dl)[0])
@@ -103,10 +107,11 @@ def generate(subject_name: str, days: int = 10, seed: int = 1, scenario: str = "
             carbs.append(CarbEvent(float(meal.t_min), float(meal.announced_carbs_g)))
         sim.step(np.array([cho[t]]), np.array([ins[t]]))
     bg[n_min] = float(sim.bg_mg_dl[0])
+    gsub[n_min] = float(sim.gsub_mg_dl[0])
     data = PatientData(np.array(cgm_t), np.array(cgm_v), tuple(boluses), (),
                        tuple(sorted(carbs, key=lambda c: c.t_min)),
                        profile_of(subject), "1970-01-01T00:00:00+00:00", (), subject.weight_kg)
-    return SyntheticRecord(data, bg, ins, cho, subject)
+    return SyntheticRecord(data, bg, ins, cho, subject, gsub)
 
 
 def _default_settings(subject: Subject) -> Any:
