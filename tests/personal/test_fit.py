@@ -197,3 +197,23 @@ def test_likelihood_whitens_autocorrelated_residuals(record) -> None:
     expected = np.where(consecutive, (e - phi * np.concatenate([[0.0], e[:-1]])) / (sd * math.sqrt(1 - phi ** 2)),
                         e / sd)
     np.testing.assert_allclose(prob.residuals(z0)[:e.size], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_recorded_insulin_is_the_delivered_insulin(record) -> None:
+    # the synthetic record's pump data (programmed basal + boluses) add up to what the subject really got
+    n = record.insulin_u_per_min.size
+    np.testing.assert_allclose(record.data.insulin_u_per_min(n)[:n], record.insulin_u_per_min, atol=1e-9)
+
+
+def test_replayed_controller_learns_meals_when_they_were_announced(record) -> None:
+    from trials.personal.replay import ANNOUNCE_LEAD_MAX_MIN, announcement_times
+
+    data = record.data
+    times = announcement_times(data)
+    bolus_t = {b.t_min for b in data.boluses}
+    assert len(times) == len(data.carbs)
+    for c, a in zip(data.carbs, times):
+        assert c.t_min - ANNOUNCE_LEAD_MAX_MIN <= a <= c.t_min
+        assert a == c.t_min or a in bolus_t
+    # the scenario announces (and boluses) 0-15 min before eating
+    assert any(a < c.t_min for c, a in zip(data.carbs, times))

@@ -135,11 +135,30 @@ def open_loop_ensemble(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: f
     return out
 
 
+ANNOUNCE_LEAD_MAX_MIN = 30.0
+"""A bolus recorded at most this long before a carb entry marks when that meal was announced (pre-bolus)."""
+
+
+def announcement_times(data: PatientData) -> list[float]:
+    """When each carb entry was announced to the pump: the time of the last recorded bolus in the
+    :data:`ANNOUNCE_LEAD_MAX_MIN` minutes before it (a patient entering the meal and pre-bolusing), else the entry's
+    own time. A controller replayed on the twin learns of each meal when the patient's device did."""
+    bolus_t = np.sort(np.array([b.t_min for b in data.boluses], dtype=float))
+    out = []
+    for c in data.carbs:
+        j = int(np.searchsorted(bolus_t, c.t_min, side="right")) - 1
+        lead = c.t_min - bolus_t[j] if j >= 0 else math.inf
+        out.append(float(bolus_t[j]) if 0.0 <= lead <= ANNOUNCE_LEAD_MAX_MIN else float(c.t_min))
+    return out
+
+
 def closed_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_steps: int, x0: np.ndarray,
                 controller: Any, settings: TherapySettings, seed: int = 0, name: str | None = None,
                 sensor: str | None = SENSOR_MODEL) -> ArmResult:
     """``controller`` (Controller protocol) doses the twin every 5 minutes through the supervisor. It reads the twin's
-    glucose through the CGM error model ``sensor`` (seeded; ``None``: white noise of :data:`CGM_NOISE_SD_MG_DL`)."""
+    glucose through the CGM error model ``sensor`` (seeded; ``None``: white noise of :data:`CGM_NOISE_SD_MG_DL`) and
+    learns of every recorded carb entry (as recorded, counting error included) when it was announced
+    (:func:`announcement_times`)."""
     from patient_model.sensor import CGMModel, SensorParams
 
     rng = np.random.default_rng(seed)
@@ -147,7 +166,8 @@ def closed_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n
                  if sensor is not None else None)
     sup = SubjectSupervision([settings])
     carbs, meal_idx, current = pt.carb_grid(t0, [(c.t_min, c.carbs_g) for c in data.carbs], n_steps)
-    meals = tuple(MealAnnouncement(c.t_min, c.carbs_g, c.t_min, entry_id=f"m{i}") for i, c in enumerate(data.carbs))
+    meals = tuple(MealAnnouncement(c.t_min, c.carbs_g, a, entry_id=f"m{i}")
+                  for i, (c, a) in enumerate(zip(data.carbs, announcement_times(data))))
     state = controller.initial_state(settings)
     x = np.asarray(x0, float).copy()
     readings: list[GlucoseReading] = []

@@ -32,9 +32,22 @@ class SyntheticRecord:
     """Per minute subcutaneous glucose (truth, what the CGM measures before its noise), shape (days * 1440 + 1,)."""
 
 
+BASAL_STEP_U_PER_H = 0.05
+"""Basal rate resolution of the pump (Insulet): the programmed basal is the subject's rounded down to it."""
+
+
+def programmed_basal_u_per_h(subject: Subject) -> float:
+    """The basal rate the pump is programmed with and delivers: the subject's basal rounded down to 0.05 U/h."""
+    return round(math.floor(subject.basal_u_per_h / BASAL_STEP_U_PER_H + 1e-9) * BASAL_STEP_U_PER_H, 2)
+
+
 def profile_of(subject: Subject, target_mg_dl: float = 110.0) -> Profile:
-    """The subject's clinic settings as a programmed profile (flat schedules)."""
-    return Profile(((0.0, round(subject.basal_u_per_h, 2)),), ((0.0, subject.cf_mg_dl_per_u),),
+    """The subject's clinic settings as a programmed profile (flat schedules). The basal is the rate the pump
+    really delivers (:func:`programmed_basal_u_per_h`), so the recorded pump data match the insulin the subject got
+    (until 2026-11-22 the profile said ``round(basal, 2)`` while 0.05 U/h steps were delivered: up to 14 % more
+    basal on record than delivered, which a twin cannot notice on basal-bolus data but which made a controller
+    running on the recorded settings deliver more basal than in the fitted days)."""
+    return Profile(((0.0, programmed_basal_u_per_h(subject)),), ((0.0, subject.cf_mg_dl_per_u),),
                    ((0.0, subject.cr_g_per_u),), target_mg_dl, "UTC", 360.0)
 
 
@@ -63,7 +76,7 @@ def generate(subject_name: str, days: int = 10, seed: int = 1, scenario: str = "
     sim = CohortSimulator(UvaPadovaParams.from_subjects([subject]))
     cgm = real.make_cgm()
     cho = real.cho_schedule()[:, 0]
-    basal_u_per_min = np.floor(subject.basal_u_per_h / 0.05 + 1e-9) * 0.05 / 60.0
+    basal_u_per_min = programmed_basal_u_per_h(subject) / 60.0
     ann = {int(np.floor(m.announced_at_min)): m for m in real.announcements(0)}
     bg = np.empty(n_min + 1)
     gsub = np.empty(n_min + 1)
