@@ -90,6 +90,8 @@ def main(argv=None) -> int:
     ap.add_argument("--controller", default="mpc", choices=("mpc", "mpc-c", "bb"))
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--traces", default=None, help="write the 5-minute traces (bg, cgm, insulin, boluses, carbs, "
+                    "announced carbs, reasons) to this .npz file")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a ControllerConfig field, or mpc.FIELD / filter.FIELD (tuning)")
     args = ap.parse_args(argv)
@@ -135,6 +137,10 @@ def main(argv=None) -> int:
     res = simulate_chunk(subjects, settings, real, controller, supervisor, seed=seed, minutes=minutes,
                          vectorized=vectorized)
     wall = time.perf_counter() - t0
+    if args.traces:
+        np.savez_compressed(args.traces, names=np.array(res.names), t_min=res.t_min, bg=res.bg_mg_dl,
+                            cgm=res.cgm_mg_dl, insulin=res.insulin_u, bolus=res.bolus_u, carbs=res.carbs_g,
+                            announced=res.carbs_announced_g, reason=res.reason, reasons=np.array(res.reasons))
     per = {}
     for i, s in enumerate(subjects):
         m = glucose_metrics(res.bg_mg_dl[:, i])

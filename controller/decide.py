@@ -10,15 +10,17 @@ no clock, no I/O, no globals other than a cache of built solvers. Steps:
    with the recorded insulin and the announced carbs. On the first decision (or after a long gap) it starts from
    the twin driven by the last 6 h of deliveries and meals, at the first reading of the last hour.
 3. Meal bolus: a newly announced meal (starting within 20 min ahead or 60 min past) gets ``carbs / CR`` reduced when
-   the eventual glucose is below target, unless the person already bolused for it.
+   the eventual glucose is below target, unless the person already bolused for it; a meal bolus the supervisor
+   refused is proposed again 10 min later, and the rest of one capped at max bolus follows 20 min later.
 4. MPC (:mod:`controller.mpc`): plan from the estimated state (plus the meal bolus) with future announced carbs as
    feed-forward, bounds ``0 .. min(max basal, 4 x scheduled, 3 x max daily scheduled)``; no rise above the scheduled
-   basal with a reading older than 15 min or insulin on board at the limit. Status is checked; on failure the
-   proposal returns to the scheduled basal and says so.
+   basal with a reading older than 15 min, insulin on board at the limit or the CGM falling >= 1 mg/dL/min. Status
+   is checked; on failure the proposal returns to the scheduled basal and says so.
 5. Output: a 30-minute temporary basal at the plan's first rate (suspend when it rounds to zero), the optional meal
    bolus or, when glucose is at least 140 mg/dL with a fresh reading, the MPC's automatic correction bolus (its own
-   decision variable, at most 30 % of max bolus, 30 % of the correction need and max IOB minus IOB; none within
-   12 h after an announced meal: with meal announcements the meal boluses do that work), the predicted glucose (5-minute steps from ``now``), the estimated states and a reason.
+   decision variable, at most 30 % of max bolus, 40 % of the correction need and max IOB minus IOB; none within
+   12 h after an announced meal: with meal announcements the meal boluses do that work; none from 23:00 to 07:00
+   or while the CGM falls fast), the predicted glucose (5-minute steps from ``now``), the estimated states and a reason.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from safety.commands import (
     Suspend, TempBasal,
 )
 from safety.readings import UNRELIABLE_STATUS, GlucoseReading, MealAnnouncement
-from safety.settings import TherapySettings
+from safety.settings import AgeGroup, TherapySettings
 from safety.snapshot import Snapshot
 from safety.units import floor_to_increment
 
@@ -60,7 +62,7 @@ class ControllerConfig:
     zone_below_target_mg_dl: float = 10.0
     zone_above_target_mg_dl: float = 30.0
     hypo_margin_mg_dl: float = 10.0
-    meal_bolus_fraction: float = 0.8
+    meal_bolus_fraction: float = 1.0
     meal_bolus_before_min: float = 20.0
     meal_bolus_after_min: float = 60.0
     stale_reading_min: float = 15.0
@@ -71,17 +73,26 @@ class ControllerConfig:
     max_basal_x_scheduled: float = 4.0
     max_basal_x_max_daily: float = 3.0
     meal_tau_min: float = 40.0
-    disturbance_tau_min: float = 45.0
+    disturbance_tau_min: float = 75.0
     isf_rule_mg_dl: float | None = 1800.0
+    insulin_action_tau_factor: float = 1.0
+    insulin_action_tau_factor_child: float | None = 2.0
     auto_bolus: bool = True
-    auto_bolus_min_glucose_mg_dl: float = 150.0
+    auto_bolus_min_glucose_mg_dl: float = 140.0
     auto_bolus_max_fraction_of_max_bolus: float = 0.3
     auto_bolus_max_reading_age_min: float = 10.0
-    auto_bolus_fraction_of_need: float = 0.3
+    auto_bolus_fraction_of_need: float = 0.4
     auto_bolus_meal_window_min: float = 720.0
     auto_bolus_isf_from_twin: bool = False
-    falling_trend_mg_dl_per_min: float | None = None
+    auto_bolus_quiet_start_min: float | None = 1380.0
+    auto_bolus_quiet_end_min: float | None = 420.0
+    falling_trend_mg_dl_per_min: float | None = -1.0
     falling_trend_window_min: float = 20.0
+    meal_bolus_split_capped: bool = True
+    meal_bolus_retry_min: float | None = 10.0
+    meal_bolus_isf_from_twin: bool = True
+    meal_bolus_rest_delay_min: float = 20.0
+    meal_bolus_rest_expiry_min: float = 90.0
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
@@ -170,7 +181,15 @@ def twin_params(settings: TherapySettings, t_min: float, config: ControllerConfi
         meal_tau_min=config.meal_tau_min,
         disturbance_tau_min=config.disturbance_tau_min,
         isf_rule_mg_dl=config.isf_rule_mg_dl,
+        action_tau_factor=_action_tau_factor(settings, config),
     )
+
+
+def _action_tau_factor(settings: TherapySettings, config: ControllerConfig) -> float:
+    """The twin's insulin action time constant factor; the settings' age group may select the child value."""
+    if settings.age_group is AgeGroup.CHILD and config.insulin_action_tau_factor_child is not None:
+        return config.insulin_action_tau_factor_child
+    return config.insulin_action_tau_factor
 
 
 def _gut_split(carbs_g: float, elapsed_min: float, tau_min: float) -> tuple[float, float]:
@@ -265,8 +284,13 @@ class MPCController:
         x0 = fs.x.copy()
         iob = self._iob(snapshot, fs.x, params, now)
 
-        # meal bolus for newly announced meals
-        bolus, bolus_note = self._meal_bolus(meals, bolused, deliveries, settings, x0, pvec, now)
+        # meal bolus for newly announced meals (and the rest of one that max bolus capped)
+        falling = self._falling_fast(snapshot.readings, now)
+        rest: dict[str, float] = {k: float(v) for k, v in dict(state.get("meal_bolus_rest", {})).items()}
+        proposed: dict[str, float] = {k: float(v) for k, v in dict(state.get("meals_bolus_proposed", {})).items()}
+        bolus, bolus_note = self._meal_bolus(meals, bolused, deliveries, settings, x0, pvec, now, rest, proposed)
+        if bolus is None and not bolus_note:
+            bolus, bolus_note = self._meal_bolus_rest(rest, readings[-1][1], falling, settings, now)
         if bolus is not None:
             x0[IDX_ISC1] += bolus.bolus_u
         if bolus_note:
@@ -281,7 +305,6 @@ class MPCController:
         if iob >= settings.max_iob_u:
             u_max = min(u_max, scheduled)
             notes.append(f"insulin on board at the {settings.max_iob_u:.1f} U limit: no increase")
-        falling = self._falling_fast(snapshot.readings, now)
         if falling is not None:
             u_max = min(u_max, scheduled)
             notes.append(f"CGM falling {falling:.1f} mg/dL/min: no increase above the scheduled basal")
@@ -289,7 +312,7 @@ class MPCController:
         bolus_max = 0.0
         recent_meal = any(now - cfg.auto_bolus_meal_window_min <= m.t_min <= now + cfg.meal_bolus_before_min
                           for m in meals.values())
-        if (cfg.auto_bolus and bolus is None and not recent_meal and falling is None
+        if (cfg.auto_bolus and bolus is None and not recent_meal and falling is None and not self._quiet_hours(now)
                 and last_age <= cfg.auto_bolus_max_reading_age_min
                 and readings[-1][1] >= cfg.auto_bolus_min_glucose_mg_dl
                 and fs.x[IDX_G] >= cfg.auto_bolus_min_glucose_mg_dl):
@@ -322,6 +345,10 @@ class MPCController:
         estimated = self._estimated(fs.x, params, trend, iob)
         state_out: dict[str, Any] = dict(new_state_base)
         state_out["meals_bolused"] = _prune(bolused, now)
+        if rest:
+            state_out["meal_bolus_rest"] = rest
+        if proposed:
+            state_out["meals_bolus_proposed"] = _prune(proposed, now, 360.0)
 
         if not result.success:
             state_out["last_rate_u_per_h"] = scheduled
@@ -352,6 +379,14 @@ class MPCController:
         reason = decision_reason(glucose_now, trend, iob, predicted, action, notes)
         return state_out, Proposal(now_min=now, basal=basal_cmd, bolus=bolus, predicted_glucose_mg_dl=predicted,
                                    estimated_state=estimated, reason=reason, controller=self.name)
+
+    def _quiet_hours(self, now: float) -> bool:
+        """Inside the configured night hours (minutes of the day, may wrap midnight): no automatic boluses."""
+        a, b = self.config.auto_bolus_quiet_start_min, self.config.auto_bolus_quiet_end_min
+        if a is None or b is None:
+            return False
+        m = now % 1440.0
+        return (a <= m < b) if a <= b else (m >= a or m < b)
 
     def _falling_fast(self, all_readings, now: float) -> float | None:
         """The CGM slope (mg/dL/min, least squares over ``falling_trend_window_min``) when it is at or below
@@ -457,10 +492,25 @@ class MPCController:
         return fs if x is fs.x else replace(fs, x=x)
 
     # -- meal bolus ---------------------------------------------------------------------------------------------
-    def _meal_bolus(self, meals, bolused, deliveries, settings, x0, pvec, now):
+    def _meal_bolus(self, meals, bolused, deliveries, settings, x0, pvec, now, rest=None, proposed=None):
         cfg = self.config
         due = [(k, m) for k, m in meals.items()
                if k not in bolused and now - cfg.meal_bolus_after_min <= m.t_min <= now + cfg.meal_bolus_before_min]
+        retry = proposed is not None and cfg.meal_bolus_retry_min is not None
+        if retry and due:
+            # a proposed meal bolus counts once a bolus record started at or after the proposal; one the supervisor
+            # refused (e.g. a predicted low at meal time) is proposed again after meal_bolus_retry_min
+            waiting = set()
+            for key, m in due:
+                t_prop = proposed.get(key)
+                if t_prop is None:
+                    continue
+                if any(d.kind is DeliveryKind.BOLUS and d.start_min >= t_prop - 1e-6 for d in deliveries):
+                    bolused[key] = m.t_min
+                    waiting.add(key)
+                elif now - t_prop < cfg.meal_bolus_retry_min:
+                    waiting.add(key)
+            due = [(k, m) for k, m in due if k not in waiting]
         if not due:
             return None, ""
         total = 0.0
@@ -468,8 +518,12 @@ class MPCController:
             need = m.carbs_g / settings.carb_ratio_at(m.t_min)
             given = sum(d.amount_u for d in deliveries
                         if d.kind is DeliveryKind.BOLUS and m.t_min - 30.0 <= d.start_min <= now)
-            bolused[key] = m.t_min
+            if retry:
+                proposed[key] = now
+            else:
+                bolused[key] = m.t_min
             if given >= 0.5 * need:
+                bolused[key] = m.t_min
                 continue
             total += cfg.meal_bolus_fraction * need
         if total <= 0.0:
@@ -485,10 +539,16 @@ class MPCController:
         eventual = float(eventual_glucose(x_wo, pvec))
         total /= max(float(x0[IDX_S]), 1.0)  # a patient estimated more sensitive than the settings needs less
         isf = settings.isf_at(now)
+        if cfg.meal_bolus_isf_from_twin:  # the twin's ISF (sx * gref), the one its eventual glucose is computed with
+            isf = float(pvec[2] * pvec[0])
         correction = 0.0
         if eventual < settings.target_mg_dl:
             correction = (eventual - settings.target_mg_dl) / isf
-        bolus_u = min(max(total + correction, 0.0), settings.max_bolus_u)
+        wanted = max(total + correction, 0.0)
+        bolus_u = min(wanted, settings.max_bolus_u)
+        if rest is not None and cfg.meal_bolus_split_capped and wanted > bolus_u:
+            rest.clear()
+            rest.update({"u": wanted - bolus_u, "t_min": now})
         bolus_u = floor_to_increment(bolus_u, settings.bolus_increment_u)
         note = f"{carbs_g:.0f} g announced: meal bolus {bolus_u:.2f} U"
         if correction < 0.0:
@@ -496,6 +556,27 @@ class MPCController:
         if bolus_u < settings.bolus_increment_u:
             return None, note
         return Bolus(bolus_u, BolusKind.MEAL), note
+
+    def _meal_bolus_rest(self, rest, glucose_mg_dl, falling, settings, now):
+        """The rest of a meal bolus that max bolus capped, ``meal_bolus_rest_delay_min`` later (once; skipped when
+        the CGM is below target or falling fast; forgotten after ``meal_bolus_rest_expiry_min``)."""
+        cfg = self.config
+        if not rest:
+            return None, ""
+        u, t = float(rest.get("u", 0.0)), float(rest.get("t_min", -math.inf))
+        if u <= 0.0 or not (0.0 <= now - t <= cfg.meal_bolus_rest_expiry_min):
+            rest.clear()
+            return None, ""
+        if now - t < cfg.meal_bolus_rest_delay_min:
+            return None, ""
+        rest.clear()
+        if falling is not None or glucose_mg_dl < settings.target_mg_dl:
+            return None, f"rest of the capped meal bolus ({u:.2f} U) skipped: glucose low or falling"
+        u = floor_to_increment(min(u, settings.max_bolus_u), settings.bolus_increment_u)
+        note = f"rest of the meal bolus that max bolus capped: {u:.2f} U"
+        if u < settings.bolus_increment_u:
+            return None, note
+        return Bolus(u, BolusKind.MEAL), note
 
     # -- outputs ------------------------------------------------------------------------------------------------
     def _iob(self, snapshot: Snapshot, x: np.ndarray, params: TwinParams, now: float) -> float:

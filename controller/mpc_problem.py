@@ -17,9 +17,10 @@ Cost (``h`` is a smooth hinge ``(x + sqrt(x^2 + eps^2)) / 2`` with eps = 2 mg/dL
   + w_eventual_hi h(E - target)^2 + w_eventual_lo h(target - E)^2          (E: eventual glucose at the horizon end)
   + w_u sum_j len_j dt/60 ((u_j - ub) / max(ub, 0.25 U/h))^2 + w_du ((u_0 - u_prev) / max(ub, 0.25))^2
 
-``Gp`` is the forecast with the insulin sensitivity multiplied by ``hypo_sensitivity_factor`` (the patient may be
-more sensitive than the settings say: the hypo penalty is robust to that). Hypoglycaemia costs ``w_lo``/``w_hypo``
-(x10, x100) more than hyperglycaemia; inside the zone only the insulin
+``Gp`` is the forecast with the insulin sensitivity multiplied by ``hypo_sensitivity_factor`` and the carb gain by
+``hypo_carb_factor`` (the patient may be more sensitive than the settings say: the hypo penalty is robust to that;
+``kc = ISF / CR``, so such a patient also gains more per gram and a meal with its bolus is not a forecast low).
+Hypoglycaemia costs ``w_lo``/``w_hypo`` (x10, x100) more than hyperglycaemia; inside the zone only the insulin
 terms act, so the plan stays at basal. The eventual glucose term makes the plan insulin-on-board aware beyond the
 horizon. Input bounds are passed as ``lbx``/``ubx`` at solve time.
 
@@ -34,8 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from patient_model.bergman_twin import IDX_G, IDX_ISC1, IDX_S, N_PARAMS, N_STATES, eventual_glucose, rk4_step
+from patient_model.bergman_twin import (
+    IDX_G, IDX_ISC1, IDX_S, N_PARAMS, N_STATES, PARAM_NAMES, eventual_glucose, rk4_step,
+)
 
+PARAM_KC = PARAM_NAMES.index("kc")
 GLUCOSE_SCALE_MG_DL = 50.0
 HINGE_EPS = 2.0 / GLUCOSE_SCALE_MG_DL
 """Smoothing of the hinge: 2 mg/dL."""
@@ -50,7 +54,8 @@ class MPCConfig:
     w_hi: float = 1.0
     w_lo: float = 10.0
     w_hypo: float = 100.0
-    hypo_sensitivity_factor: float = 1.6
+    hypo_sensitivity_factor: float = 2.2
+    hypo_carb_factor: float = 1.4
     w_eventual_hi: float = 0.5
     w_eventual_lo: float = 5.0
     w_u: float = 0.02
@@ -175,7 +180,10 @@ def build_condenser(config: MPCConfig, name: str = "twinloop_condense") -> Any:
     aE = ca.substitute(e, w, zero)
     bE = ca.jacobian(e, w)
     x0p = ca.vertcat(x0[:IDX_S], x0[IDX_S] * config.hypo_sensitivity_factor)
-    gp = ca.vertcat(*[x[IDX_G] for x in _rollout(ca, w, x0p, tw, carbs, config)])
+    twp = tw
+    if config.hypo_carb_factor != 1.0:  # kc = ISF / CR: a patient more sensitive to insulin gains more per gram
+        twp = ca.vertcat(tw[:PARAM_KC], tw[PARAM_KC] * config.hypo_carb_factor, tw[PARAM_KC + 1:])
+    gp = ca.vertcat(*[x[IDX_G] for x in _rollout(ca, w, x0p, twp, carbs, config)])
     ap = ca.substitute(gp, w, zero)
     Bp = ca.jacobian(gp, w)
     return ca.Function(name, [x0, tw, carbs], [a, B, ap, Bp, aE, bE], ["x0", "twin", "carbs"],

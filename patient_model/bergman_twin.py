@@ -113,12 +113,15 @@ class TwinParams:
         meal_tau_min: float = 40.0,
         disturbance_tau_min: float = 45.0,
         isf_rule_mg_dl: float | None = None,
+        action_tau_factor: float = 1.0,
     ) -> "TwinParams":
         """Twin parameters from therapy settings (plain floats; see the module docstring for the derivation).
 
         ``isf_rule_mg_dl`` (e.g. 1800, the "1800 rule"): when given, the twin's ISF is the larger of the programmed
         ISF and ``isf_rule_mg_dl / tdi_u``, so the twin never assumes insulin weaker than either estimate (the safe
         side for corrections; the carb gain ``ISF / CR`` follows, so carbs and their bolus stay balanced).
+        ``action_tau_factor`` stretches the remote insulin action (``1/p2 = factor * tau_i``; 1 puts the action peak
+        at the insulin curve's peak, larger values give a longer tail, e.g. for children's insulin).
 
         Raises:
             TwinParameterError: a value is not finite or not positive (basal may be zero).
@@ -127,7 +130,7 @@ class TwinParams:
             "weight_kg": weight_kg, "tdi_u": tdi_u, "isf_mg_dl_per_u": isf_mg_dl_per_u,
             "carb_ratio_g_per_u": carb_ratio_g_per_u, "target_mg_dl": target_mg_dl,
             "insulin_peak_min": insulin_peak_min, "meal_tau_min": meal_tau_min,
-            "disturbance_tau_min": disturbance_tau_min,
+            "disturbance_tau_min": disturbance_tau_min, "action_tau_factor": action_tau_factor,
         }
         for name, value in values.items():
             if not np.isfinite(value) or value <= 0.0:
@@ -145,7 +148,7 @@ class TwinParams:
             isf_mg_dl_per_u=float(isf_mg_dl_per_u),
             carb_ratio_g_per_u=float(carb_ratio_g_per_u),
             insulin_tau_min=float(tau),
-            action_tau_min=float(tau),
+            action_tau_min=float(tau * action_tau_factor),
             meal_tau_min=float(meal_tau_min),
             disturbance_tau_min=float(disturbance_tau_min),
             weight_kg=float(weight_kg),
