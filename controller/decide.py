@@ -73,7 +73,7 @@ class ControllerConfig:
     max_basal_x_scheduled: float = 4.0
     max_basal_x_max_daily: float = 3.0
     meal_tau_min: float = 40.0
-    disturbance_tau_min: float = 75.0
+    disturbance_tau_min: float = 90.0
     isf_rule_mg_dl: float | None = 1800.0
     insulin_action_tau_factor: float = 1.0
     insulin_action_tau_factor_child: float | None = 2.0

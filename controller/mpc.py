@@ -6,7 +6,7 @@ Nothing here decides what to do on failure: :mod:`controller.decide` falls back 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -122,7 +122,14 @@ class MPCSolver:
 
     # -- solving ------------------------------------------------------------------------------------------------
     def solve(self, inp: MPCInputs) -> MPCResult:
-        """Solve one problem; never raises for a numerical failure (returns ``success=False``)."""
+        """Solve one problem; never raises for a numerical failure (returns ``success=False``).
+
+        The problem is convex, but sqpmethod can stall short of the optimum (a step judged too small at a point
+        whose projected gradient is not zero). Every solution is checked for first-order optimality; one that
+        fails it is retried from the next starting point of :meth:`_starts` (the warm start, the scheduled basal,
+        no insulin, half the maximum), and the first that passes is used. When none does, the last failure is
+        returned (the controller then falls back to the scheduled basal).
+        """
         self._ensure()
         m = self.config.n_moves
         n = self.config.n_vars
@@ -132,15 +139,38 @@ class MPCSolver:
             return MPCResult(False, f"condense_error: {exc}".splitlines()[0][:200])
         u_max = float(max(inp.u_max_u_per_h, 0.0))
         b_max = float(max(inp.bolus_max_u, 0.0))
-        w0 = np.full(n, min(float(inp.twin[1]) * 60.0, u_max))
-        w0[m] = 0.0
-        if inp.warm_start_u_per_h is not None and len(inp.warm_start_u_per_h) == m:
-            w0[:m] = np.clip(np.asarray(inp.warm_start_u_per_h, dtype=float), 0.0, u_max)
-        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(w0))):
-            return MPCResult(False, "non_finite_input")
         lbx = np.zeros(n)
         ubx = np.full(n, u_max)
         ubx[m] = b_max
+        result = MPCResult(False, "no_start")
+        for attempt, w0 in enumerate(self._starts(inp, u_max)):
+            if not (np.all(np.isfinite(p)) and np.all(np.isfinite(w0))):
+                return MPCResult(False, "non_finite_input")
+            result = self._solve_from(w0, p, lbx, ubx, a, B, aE, bE)
+            if result.success:
+                return result if attempt == 0 else replace(result, status=f"{result.status} (start {attempt + 1})")
+            if result.status.startswith("solver_error"):
+                return result
+        return result
+
+    def _starts(self, inp: MPCInputs, u_max: float) -> list[np.ndarray]:
+        """Starting points, in the order tried: the warm start (when given), the scheduled basal, zero, half max."""
+        m, n = self.config.n_moves, self.config.n_vars
+        basal = min(float(inp.twin[1]) * 60.0, u_max)
+        starts = []
+        if inp.warm_start_u_per_h is not None and len(inp.warm_start_u_per_h) == m:
+            w = np.zeros(n)
+            w[:m] = np.clip(np.asarray(inp.warm_start_u_per_h, dtype=float), 0.0, u_max)
+            starts.append(w)
+        for rate in (basal, 0.0, 0.5 * u_max):
+            w = np.zeros(n)
+            w[:m] = rate
+            starts.append(w)
+        return starts
+
+    def _solve_from(self, w0: np.ndarray, p: np.ndarray, lbx: np.ndarray, ubx: np.ndarray, a: np.ndarray,
+                    B: np.ndarray, aE: float, bE: np.ndarray) -> MPCResult:
+        m, n = self.config.n_moves, self.config.n_vars
         solver_name = "python"
         iterations = 0
         try:

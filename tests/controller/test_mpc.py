@@ -109,3 +109,47 @@ def test_iteration_limit_is_reported_as_failure():
     res = tight.solve(problem(250.0, disturbance=1.0))
     assert not res.success
     assert "Maximum_Iterations" in res.status or res.status == "not_stationary"
+
+
+def _recorded_stall():
+    import json
+    from pathlib import Path
+
+    d = json.loads((Path(__file__).parent / "fixtures" / "stalled_solve.json").read_text())
+    d.pop("_comment")
+    arrays = ("x0", "twin", "carbs_g")
+    return MPCInputs(**{k: (np.asarray(v, dtype=float) if k in arrays else v) for k, v in d.items()})
+
+
+def test_a_stalled_solve_is_retried_from_the_next_start():
+    """Recorded in fcl-3day: from its warm start sqpmethod stops at a non-stationary point; the retry solves it."""
+    from controller.mpc import MPCSolver
+
+    solver = MPCSolver(MPCConfig())
+    inp = _recorded_stall()
+    result = solver.solve(inp)
+    assert result.success and "(start 2)" in result.status
+    first = solver._starts(inp, inp.u_max_u_per_h)[0]
+    np.testing.assert_allclose(first[: len(inp.warm_start_u_per_h)], inp.warm_start_u_per_h)
+    p, a, B, aE, bE = solver.parameters(inp)
+    ubx = np.full(solver.config.n_vars, inp.u_max_u_per_h)
+    ubx[-1] = inp.bolus_max_u
+    alone = solver._solve_from(first, p, np.zeros(solver.config.n_vars), ubx, a, B, aE, bE)
+    assert not alone.success and alone.status == "not_stationary"
+
+
+def test_when_every_start_fails_the_last_failure_is_returned(monkeypatch):
+    from controller.mpc import MPCResult, MPCSolver
+
+    solver = MPCSolver(MPCConfig())
+    calls = []
+
+    def failing(w0, *args):
+        calls.append(w0.copy())
+        return MPCResult(False, "not_stationary")
+
+    monkeypatch.setattr(solver, "_solve_from", failing)
+    result = solver.solve(_recorded_stall())
+    assert not result.success and result.status == "not_stationary"
+    assert len(calls) == 4  # warm start, scheduled basal, zero, half the maximum
+    assert np.all(calls[2] == 0.0)
