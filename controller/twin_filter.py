@@ -82,8 +82,8 @@ class FilterState:
     def to_json(self) -> dict[str, Any]:
         return {
             "t_min": float(self.t_min),
-            "x": [float(v) for v in self.x],
-            "P": [[float(v) for v in row] for row in self.P],
+            "x": np.asarray(self.x, dtype=float).tolist(),  # tolist gives the same Python floats, at C speed
+            "P": np.asarray(self.P, dtype=float).tolist(),
             "rejected_in_row": int(self.rejected_in_row),
             "n_updates": int(self.n_updates),
         }
@@ -169,7 +169,20 @@ def _make_vector_ukf_class():
             self.P = self.P - self.K @ self.S @ self.K.T
             self.z = np.array(z, dtype=float)
 
-    return _VectorUKF, kalman.MerweScaledSigmaPoints
+    class _MerwePoints(kalman.MerweScaledSigmaPoints):
+        """filterpy's Merwe scaled sigma points, the 2n points written in two array operations instead of a loop
+        (same values: ``x + U[k]`` and ``x - U[k]``, where filterpy computes ``x - (-U[k])`` and ``x - U[k]``)."""
+
+        def sigma_points(self, x, P):  # noqa: D401 - filterpy override
+            n = self.n
+            x = np.asarray(x, dtype=float)
+            if x.shape != (n,) or np.shape(P) != (n, n):
+                return super().sigma_points(x, P)
+            lambda_ = self.alpha ** 2 * (n + self.kappa) - n
+            U = self.sqrt((lambda_ + n) * P)
+            return np.vstack((x, x + U, x - U))
+
+    return _VectorUKF, _MerwePoints
 
 
 def _fx(x, dt, u, p):

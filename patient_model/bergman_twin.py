@@ -228,7 +228,10 @@ def rk4_step(x: Any, u: Any, p: Any, dt_min: Any, stack: Any = None) -> Any:
 
 
 def _np_stack(values: Sequence[Any]) -> np.ndarray:
-    return np.array([float(v) if np.ndim(v) == 0 else v for v in values], dtype=float)
+    try:  # all scalars, or all arrays of one shape (sigma points): one call
+        return np.array(values, dtype=float)
+    except (ValueError, TypeError):  # scalars mixed with arrays
+        return np.array([float(v) if np.ndim(v) == 0 else v for v in values], dtype=float)
 
 
 def simulate(params: TwinParams, x0: np.ndarray, insulin_u_per_min: Sequence[float],

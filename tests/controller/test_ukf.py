@@ -124,3 +124,18 @@ def test_vectorised_update_equals_filterpys_update():
         np.testing.assert_allclose(fast.P, ref.P, rtol=1e-9, atol=1e-14)
         np.testing.assert_allclose(fast.y, ref.y, rtol=1e-12)
         np.testing.assert_allclose(fast.S, ref.S, rtol=1e-12)
+
+
+def test_sigma_points_equal_filterpys():
+    from controller.twin_filter import _filterpy_kalman, _make_vector_ukf_class, _upper_cholesky
+
+    kalman = _filterpy_kalman()
+    _, points_cls = _make_vector_ukf_class()
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        a = rng.normal(size=(8, 8))
+        P = a @ a.T + np.eye(8) * 1e-6
+        x = rng.normal(size=8) * 50
+        ours = points_cls(8, alpha=0.5, beta=2.0, kappa=0.0, sqrt_method=_upper_cholesky).sigma_points(x, P)
+        ref = kalman.MerweScaledSigmaPoints(8, alpha=0.5, beta=2.0, kappa=0.0).sigma_points(x, P)
+        np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
