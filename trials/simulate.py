@@ -25,6 +25,7 @@ import numpy as np
 
 from controller.baselines.common import BIN_MIN, HISTORY_BINS, BatchInputs
 from safety.commands import TEMP_BASAL_MAX_DURATION_MIN, DeliveryKind, DeliveryRecord, DeliveryStatus
+from safety.deliveries import reduced_deliveries
 from safety.readings import GlucoseReading, MealAnnouncement
 from safety.settings import TherapySettings
 from safety.snapshot import Snapshot
@@ -34,6 +35,11 @@ SAMPLE_MIN = 5
 READINGS_KEPT = 72  # 6 h of CGM in a snapshot
 DELIVERY_WINDOW_MIN = 480.0  # deliveries kept in 5-minute detail (longer than any insulin action)
 HISTORY_DAY_MIN = 1440.0     # older deliveries are kept as hourly totals for a day (the supervisor's daily cap)
+
+
+PLANT_SUBSTEPS = 1
+"""RK4 substeps per minute of the trial's plant: one keeps the reference traces within 8.5e-4 mg/dL RMSE (two:
+2.4e-4; the fidelity bar is 0.1, benchmarks/twin_throughput.py --substeps 1) at half the cost."""
 
 
 class DeliveryHistory:
@@ -58,7 +64,10 @@ class DeliveryHistory:
             _, a, b, amount = self._hour
             pending = (DeliveryRecord("", DeliveryKind.BASAL, a, b, amount, DeliveryStatus.CONFIRMED,
                                       rate_u_per_h=amount * 60.0 / (b - a)),)
-        return tuple(self.old) + pending + tuple(self.recent)
+        # the pump's own history: one record per command, none failed, so already what the safety kernel's
+        # reduction gives; handing it over as such lets the controller's and the supervisor's insulin sums share
+        # the arrays derived from it (memoized on this object) instead of rebuilding them
+        return reduced_deliveries(tuple(self.old) + pending + tuple(self.recent))
 
     def _fold(self, r: DeliveryRecord) -> None:
         if r.kind is DeliveryKind.BOLUS:
@@ -183,7 +192,7 @@ def simulate_chunk(subjects: Sequence, settings: Sequence[TherapySettings], real
     names = tuple(s.name for s in subjects)
     t0 = float(realization.start_min_of_day)
     sim = CohortSimulator(UvaPadovaParams.from_subjects(subjects), t0_min=t0,
-                          options=_physiology_options(realization), seed=seed)
+                          options=_physiology_options(realization), seed=seed, n_substeps=PLANT_SUBSTEPS)
     sensor = realization.make_cgm()
     pump = realization.make_pump(record=False)
     occlusions = [(i, a, b) for i, sub in enumerate(realization.subjects) for a, b in sub.occlusions]

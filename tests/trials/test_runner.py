@@ -218,6 +218,11 @@ def test_delivery_history_keeps_a_day_of_insulin_in_few_records():
     assert total == pytest.approx(0.1 * (now - start) / 5.0 + 2.0 * boluses, abs=1e-9)
     assert all(a.end_min <= b.start_min + 1e-9 for a, b in zip(records, records[1:])
                if a.kind is DeliveryKind.BASAL and b.kind is DeliveryKind.BASAL)
+    # handed over already reduced (one record per command, none failed): the reduction changes nothing
+    from safety.deliveries import EffectiveDeliveries, _effective
+
+    assert isinstance(records, EffectiveDeliveries) and tuple(records) == tuple(_effective(tuple(records)))
+    assert tuple(records) == tuple(h.old) + tuple(h.recent) or len(records) == len(h.old) + len(h.recent) + 1
 
 
 def test_per_subject_path_agrees_with_the_vectorized_path():
