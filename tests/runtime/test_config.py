@@ -119,3 +119,14 @@ def test_missing_file_and_bad_toml(tmp_path):
         cfgmod.load(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         cfgmod.load(_write(tmp_path, "[devices\n"))
+
+
+def test_mpc_controller_options_default_to_the_compiled_solver_and_unknown_ones_are_named(tmp_path):
+    from twinloop.runtime.config import ConfigError
+    from twinloop.runtime.devices import build_controller
+
+    assert build_controller("mpc").solver.use_compiled is True
+    ctl = build_controller("mpc", {"use_compiled": False, "library_dir": str(tmp_path)})
+    assert ctl.solver.use_compiled is False and ctl.solver.library_dir == str(tmp_path)
+    with pytest.raises(ConfigError, match="controller.options"):
+        build_controller("mpc", {"horizon": 3})

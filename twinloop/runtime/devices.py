@@ -13,11 +13,24 @@ from twinloop.runtime.config import ConfigError, DeviceConfig
 
 
 def build_controller(name: str, options: dict | None = None) -> Any:
-    """The controller by configuration name: ``mpc`` (twin + MPC), or a baseline ``bb``, ``pid``, ``oref``."""
+    """The controller by configuration name: ``mpc`` (twin + MPC), or a baseline ``bb``, ``pid``, ``oref``.
+
+    The MPC uses the generated-C solver when it is built for the current problem (``twinloop export-c --build``;
+    ``[controller.options] library_dir`` says where, ``use_compiled = false`` forces the Python solver).
+
+    Raises:
+        ConfigError: an option the controller does not take.
+    """
     options = dict(options or {})
     if name == "mpc":
         from controller.decide import MPCController
-        return MPCController(**options)
+
+        allowed = {"use_compiled", "library_dir"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ConfigError("controller.options", f"unknown option(s) {', '.join(unknown)}; "
+                                                    f"valid: {', '.join(sorted(allowed))}")
+        return MPCController(**{"use_compiled": True, **options})
     from controller.baselines import BASELINES
     try:
         cls = BASELINES[name]
