@@ -273,19 +273,38 @@ def run_serial(opts: BenchOptions) -> BenchRun:
     pump = _timed_pump_class()(scheduled_basal_u_per_h=therapy["basal_u_per_h"], clock=clock.now_min, seed=12)
     cgm.start()
     pump.start()
+    devices = {"cgm": cgm, "pump": pump}
+
+    def finish(run: BenchRun) -> None:
+        run.pump_history = pump.history()
+        run.pump_received = dict(pump.received_mono)
+        cgm.stop()
+        pump.stop()
+
+    return _drive_runtime(opts, workdir, patient, faults, therapy, clock, restore_policy,
+                          {"transport": "serial", "url": cgm.port, "timeout_s": 0.5},
+                          {"transport": "serial", "url": pump.port, "timeout_s": 0.5}, devices, finish)
+
+
+def _drive_runtime(opts: BenchOptions, workdir: Path, patient: VirtualPatient, faults: list, therapy: dict,
+                   clock: Any, restore_policy: Any, cgm_dev: dict, pump_dev: dict, devices: dict,
+                   finish: Any, note: str | None = None) -> BenchRun:
+    """What both transports do once their emulators run: a fresh journal and board configuration, the runtime as
+    its own process, the minute loop, and on the way out the runtime stopped (a restart in progress first finishes
+    starting), ``finish(run)`` (the transport's own teardown and pump records) and the bench's policy restored."""
     journal = workdir / "journal.db"
     for stale in workdir.glob("journal.db*"):
         stale.unlink()
     sock = workdir / "control.sock"
     config = workdir / "board.toml"
-    write_board_toml(config, cgm={"transport": "serial", "url": cgm.port, "timeout_s": 0.5},
-                     pump={"transport": "serial", "url": pump.port, "timeout_s": 0.5}, therapy=therapy,
-                     controller=opts.controller, journal=journal, socket_path=sock,
-                     realtime_priority=opts.realtime_priority)
+    write_board_toml(config, cgm=cgm_dev, pump=pump_dev, therapy=therapy, controller=opts.controller,
+                     journal=journal, socket_path=sock, realtime_priority=opts.realtime_priority)
     run = BenchRun(opts, patient, faults, journal, pump_scheduled_basal_u_per_h=therapy["basal_u_per_h"],
                    log_path=workdir / "runtime.log")
     if run.log_path.exists():
         run.log_path.unlink()
+    if note:
+        run.notes.append(note)
     rt = RuntimeProcess(config, clock.spec(), run.log_path)
     t_real0 = time.monotonic()
     rt.start()
@@ -293,7 +312,6 @@ def run_serial(opts: BenchOptions) -> BenchRun:
         run.notes.append("runtime did not become ready")
     if clock.now_min() > 0:
         run.notes.append(f"runtime ready only at simulated minute {clock.now_min():.1f}")
-    devices = {"cgm": cgm, "pump": pump}
     try:
         _minute_loop(run, clock, patient, devices, rt, sock)
     finally:
@@ -301,10 +319,7 @@ def run_serial(opts: BenchOptions) -> BenchRun:
             wait_ready(sock, 30.0, rt.alive)  # a runtime restarted moments ago finishes starting before it stops
         run.runtime_exit_codes.append(rt.stop())
         run.runtime_pids = list(rt.pids)
-        run.pump_history = pump.history()
-        run.pump_received = dict(pump.received_mono)
-        cgm.stop()
-        pump.stop()
+        finish(run)
         restore_policy()
         run.real_s = time.monotonic() - t_real0
     return run
@@ -562,43 +577,20 @@ def run_ble(opts: BenchOptions) -> BenchRun:
                                                     max_basal_u_per_h=10.0, clock=clock.now_min))
         return air, cgm_emu, pump_emu, await air.expose_controller_hci()
     air, cgm_emu, pump_emu, hci = lt.run(setup())
-    journal = workdir / "journal.db"
-    for stale in workdir.glob("journal.db*"):
-        stale.unlink()
-    sock = workdir / "control.sock"
-    config = workdir / "board.toml"
     fast = {"timeout_s": 1.0, "options": {"backoff_s": [0.05, 0.2, 0.5]}}
     cgm_dev = {"transport": "ble", "address": cgm_emu.address, "hci": hci, **fast}
     cgm_dev["options"] = dict(fast["options"], session_start_min=0.0)
-    write_board_toml(config, cgm=cgm_dev, pump={"transport": "ble", "address": pump_emu.address, "hci": hci, **fast},
-                     therapy=therapy, controller=opts.controller, journal=journal, socket_path=sock,
-                     realtime_priority=opts.realtime_priority)
-    run = BenchRun(opts, patient, faults, journal, pump_scheduled_basal_u_per_h=therapy["basal_u_per_h"],
-                   log_path=workdir / "runtime.log")
-    if run.log_path.exists():
-        run.log_path.unlink()
-    run.notes.append(f"BLE: runtime in a separate process, its bumble host on HCI transport {hci} "
-                     "(a controller on the bench's link); kill = SIGKILL, restarted from the journal")
-    rt = RuntimeProcess(config, clock.spec(), run.log_path)
-    cgm, pump = _BleCgm(lt, cgm_emu), _BlePump(lt, pump_emu)
-    t_real0 = time.monotonic()
-    rt.start()
-    if not wait_ready(sock, opts.warmup_s + 30.0, rt.alive, devices=True):
-        run.notes.append("runtime did not become ready")
-    if clock.now_min() > 0:
-        run.notes.append(f"runtime ready only at simulated minute {clock.now_min():.1f}")
-    try:
-        _minute_loop(run, clock, patient, {"cgm": cgm, "pump": pump}, rt, sock)
-    finally:
-        if rt.alive():
-            wait_ready(sock, 30.0, rt.alive)  # a runtime restarted moments ago finishes starting before it stops
-        run.runtime_exit_codes.append(rt.stop())
-        run.runtime_pids = list(rt.pids)
+    pump_dev = {"transport": "ble", "address": pump_emu.address, "hci": hci, **fast}
+    devices = {"cgm": _BleCgm(lt, cgm_emu), "pump": _BlePump(lt, pump_emu)}
+
+    def finish(run: BenchRun) -> None:
         run.pump_received_list = list(pump_emu.received)  # type: ignore[attr-defined]
         run.pump_bolus_total_u = lt.call(lambda: pump_emu.total_bolus_u)  # type: ignore[attr-defined]
         run.pump_executed = len(pump_emu.executed)  # type: ignore[attr-defined]
         lt.run(air.close())
         lt.stop()
-        restore_policy()
-        run.real_s = time.monotonic() - t_real0
-    return run
+
+    note = (f"BLE: runtime in a separate process, its bumble host on HCI transport {hci} "
+            "(a controller on the bench's link); kill = SIGKILL, restarted from the journal")
+    return _drive_runtime(opts, workdir, patient, faults, therapy, clock, restore_policy, cgm_dev, pump_dev, devices,
+                          finish, note)
