@@ -71,8 +71,6 @@ class Ne1000Emulator(PtyEmulator):
         """An incomplete command older than this (wall clock) is discarded with ``?COM``."""
         self._lose = 0
         self._lose_command: str | None = None
-        self._delay_s = 0.0
-        self._delayed: list[tuple[float, bytes]] = []
         self._last_command: str | None = None
         self.commands: list[str] = []
         """Every command executed (for tests and bench logs)."""
@@ -110,11 +108,6 @@ class Ne1000Emulator(PtyEmulator):
             self._lose += count
             self._lose_command = command
 
-    def delay_responses(self, seconds: float) -> None:
-        """Send every reply ``seconds`` late (0 to stop delaying)."""
-        with self.lock:
-            self._delay_s = seconds
-
     @property
     def safe_mode(self) -> bool:
         return self.safe_timeout_s > 0
@@ -129,11 +122,7 @@ class Ne1000Emulator(PtyEmulator):
         return self.volume * (1e-3 if self.volume_ul else 1.0)
 
     def on_tick(self, now_s: float) -> None:
-        if self._delayed:
-            due = [frame for t, frame in self._delayed if t <= now_s]
-            self._delayed = [(t, frame) for t, frame in self._delayed if t > now_s]
-            for frame in due:
-                self.write(frame)
+        super().on_tick(now_s)  # delayed replies
         if self._buf and now_s - self._last_rx > self.interbyte_timeout_s:
             # an incomplete command went quiet (e.g. a corrupted length byte): drop its first byte and rescan
             packet = self._buf[0] == STX
@@ -226,11 +215,7 @@ class Ne1000Emulator(PtyEmulator):
         if self._lose > 0 and (self._lose_command is None or self._lose_command == self._last_command):
             self._lose -= 1
             return
-        frame = self._frame(f"{self.address:02d}{reply}", packet)
-        if self._delay_s > 0.0:
-            self._delayed.append((time.monotonic() + self._delay_s, frame))
-        else:
-            self.write(frame)
+        self._send_reply(self._frame(f"{self.address:02d}{reply}", packet))
 
     def _reply_error(self, code: str, packet: bool) -> None:
         self._last_command = None

@@ -69,6 +69,8 @@ class PtyEmulator:
         self.bytes_in = 0
         self.bytes_out = 0
         self.bytes_corrupted = 0
+        self._delay_s = 0.0
+        self._delayed: list[tuple[float, bytes]] = []  # (due, monotonic s; frame) of delayed replies
 
     # -- life cycle --------------------------------------------------------------------------------------------
 
@@ -193,7 +195,30 @@ class PtyEmulator:
         raise NotImplementedError
 
     def on_tick(self, now_s: float) -> None:
-        """Periodic work (retransmissions, delayed responses, timeouts). Called with ``self.lock`` held."""
+        """Periodic work (retransmissions, delayed responses, timeouts). Called with ``self.lock`` held.
+        Subclasses that override it call ``super().on_tick(now_s)`` so delayed replies go out."""
+        self._flush_delayed(now_s)
+
+    # -- the reply-delay fault, common to every emulated device ----------------------------------------------
+
+    def delay_responses(self, seconds: float) -> None:
+        """Send every response ``seconds`` late (0 to stop delaying)."""
+        with self.lock:
+            self._delay_s = seconds
+
+    def _send_reply(self, frame: bytes) -> None:
+        """Write a reply now, or queue it when responses are being delayed."""
+        if self._delay_s > 0.0:
+            self._delayed.append((time.monotonic() + self._delay_s, frame))
+        else:
+            self.write(frame)
+
+    def _flush_delayed(self, now_s: float) -> None:
+        if self._delayed:
+            due = [frame for t, frame in self._delayed if t <= now_s]
+            self._delayed = [(t, frame) for t, frame in self._delayed if t > now_s]
+            for frame in due:
+                self.write(frame)
 
 
 class FramedDeviceEmulator(PtyEmulator):
@@ -212,8 +237,6 @@ class FramedDeviceEmulator(PtyEmulator):
         self._cache = ResponseCache()
         self._seq = SequenceCounter()
         self._lose: dict[int | None, int] = {}
-        self._delay_s = 0.0
-        self._delayed: list[tuple[float, bytes]] = []
         self.requests_handled = 0
         self.responses_lost = 0
         self.retransmissions_seen = 0
@@ -234,11 +257,6 @@ class FramedDeviceEmulator(PtyEmulator):
         with self.lock:
             self._lose.clear()
 
-    def delay_responses(self, seconds: float) -> None:
-        """Send every response ``seconds`` late (0 to stop delaying)."""
-        with self.lock:
-            self._delay_s = seconds
-
     # -- machinery ---------------------------------------------------------------------------------------------
 
     def send_message(self, seq: int, payload: object) -> None:
@@ -255,11 +273,7 @@ class FramedDeviceEmulator(PtyEmulator):
                 self._lose[key] -= 1
                 self.responses_lost += 1
                 return
-        frame = encode_frame(body)
-        if self._delay_s > 0.0:
-            self._delayed.append((time.monotonic() + self._delay_s, frame))
-        else:
-            self.write(frame)
+        self._send_reply(encode_frame(body))
 
     def on_bytes(self, data: bytes) -> None:
         from drivers.codecs.errors import DecodeError
@@ -289,13 +303,6 @@ class FramedDeviceEmulator(PtyEmulator):
                 self._cache.put(body, response_body)
                 self.requests_handled += 1
                 self._respond(response_body)
-
-    def on_tick(self, now_s: float) -> None:
-        if self._delayed:
-            due = [frame for t, frame in self._delayed if t <= now_s]
-            self._delayed = [(t, frame) for t, frame in self._delayed if t > now_s]
-            for frame in due:
-                self.write(frame)
 
     def handle_message(self, msg: object) -> object | None:
         """Return the response payload for a request, or None (e.g. for an ACK). Called with the lock held."""
