@@ -180,16 +180,9 @@ def main(argv=None) -> int:
     c_p50 = c_p99 = c_max = None
     agree = None
     if not args.no_c:
-        from controller.codegen import CodegenError, build_library, find_c_compiler, library_path
-        from controller.mpc_problem import MPCConfig
+        from controller.codegen import ensure_library
 
-        config = MPCConfig()
-        if not library_path(config).is_file() and find_c_compiler() is not None:
-            print("building the generated-C solver (once) ...", flush=True)
-            try:
-                build_library(config)
-            except CodegenError as exc:
-                print(f"C build failed: {exc}")
+        ensure_library(log=lambda text: print(text, flush=True))
         cctl = MPCController(use_compiled=True)
         pyctl = MPCController()
         if cctl.solver.compiled_loaded:

@@ -116,16 +116,10 @@ def simglucose_rate() -> float | None:
 def ensure_compiled_solver() -> str:
     """Build the generated-C MPC solver when it is missing and a C compiler exists (once, before any clock: the
     product's ``mpc`` runs it when built); returns the solver the mpc runs use."""
-    from controller.codegen import CodegenError, build_library, find_c_compiler, library_path
-    from controller.mpc_problem import MPCConfig
+    from controller.codegen import ensure_library
     from trials.mpc import make_mpc, solver_kind
 
-    if not library_path(MPCConfig()).is_file() and find_c_compiler() is not None:
-        print("building the generated-C MPC solver (once) ...", flush=True)
-        try:
-            build_library(MPCConfig())
-        except CodegenError as exc:
-            print(f"C build failed, the mpc runs use the Python solver: {exc}")
+    ensure_library(log=lambda text: print(text, flush=True))
     make_mpc.cache_clear()
     kind = solver_kind(make_mpc(compiled=False))
     print(f"mpc solver: {kind}")

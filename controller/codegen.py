@@ -186,6 +186,26 @@ def build_library(config: MPCConfig | None = None, library_dir: str | os.PathLik
     return target
 
 
+def ensure_library(config: MPCConfig | None = None, library_dir: str | os.PathLike | None = None,
+                   log: Any = print) -> Path | None:
+    """The compiled library for ``config``, built first when it is missing and a C compiler exists; None when it
+    cannot be had (no compiler, or the build failed: ``log`` says why). For benchmarks and tools that want the
+    compiled solver when possible; the controller itself never builds."""
+    config = config or MPCConfig()
+    path = library_path(config, library_dir)
+    if path.is_file():
+        return path
+    if find_c_compiler() is None:
+        log("no C compiler: the generated-C solver is not available")
+        return None
+    log("building the generated-C MPC solver (once) ...")
+    try:
+        return build_library(config, library_dir)
+    except CodegenError as exc:
+        log(f"C build failed: {exc}")
+        return None
+
+
 @dataclass(frozen=True)
 class CompiledMPC:
     """The generated functions of one library, called through ``ctypes`` (see :mod:`controller.c_function`)."""

@@ -120,3 +120,14 @@ def test_compiled_condenser_and_gradient_match_casadi(library_dir):
         compiled.condenser(np.zeros(8))
     with pytest.raises(CompiledFunctionError, match="expected 8"):
         compiled.condenser(np.zeros(7), np.zeros(8), np.zeros(CONFIG.horizon_steps))
+
+
+def test_ensure_library_returns_a_built_library_and_says_why_when_it_cannot(library_dir, tmp_path, monkeypatch):
+    import controller.codegen as codegen
+
+    messages = []
+    assert codegen.ensure_library(CONFIG, library_dir, log=messages.append) == library_path(CONFIG, library_dir)
+    assert messages == []  # already built: nothing to do
+    monkeypatch.setattr(codegen, "find_c_compiler", lambda: None)
+    assert codegen.ensure_library(CONFIG, tmp_path, log=messages.append) is None
+    assert messages and "no C compiler" in messages[0]
