@@ -95,6 +95,7 @@ def replay_c(controller, records, supervise, runtime_gc: bool) -> list[float]:
         realtime.freeze_gc()
     try:
         for state, snap in records:
+            snap = fresh_snapshot(snap)
             t1 = time.perf_counter()
             _, prop = controller.decide(state, snap)
             if supervise is not None:
@@ -107,6 +108,17 @@ def replay_c(controller, records, supervise, runtime_gc: bool) -> list[float]:
             gc.unfreeze()
             gc.enable()
     return times
+
+
+def fresh_snapshot(snap):
+    """``snap`` with its delivery records in a new reduced set, as the runtime builds each cycle's snapshot: nothing
+    derived during the recorded run (the insulin-on-board arrays memoized on the record set) carries over into the
+    replayed decision, which recomputes it once for the controller and the supervisor."""
+    from dataclasses import replace
+
+    from safety.deliveries import reduced_deliveries
+
+    return replace(snap, deliveries=reduced_deliveries(list(snap.deliveries)))
 
 
 def percentiles(values_s):

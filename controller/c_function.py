@@ -122,17 +122,22 @@ class CompiledFunction:
         # input/output buffers live as long as the instance; the pointer tables point at them once
         self._in_bufs = [np.zeros(sp.nnz) for sp in self.sparsity_in]
         self._out_bufs = [np.zeros(sp.nnz) for sp in self.sparsity_out]
-        self._in_dense_idx = [None if sp.dense else sp.flat_index() for sp in self.sparsity_in]
-        self._out_idx = [sp.flat_index() for sp in self.sparsity_out]
+        # per-call constants, read once: (position, buffer, dense size, scatter index or None) of every input with
+        # nonzeros, and (buffer, dense size, column count, gather index or None) of every output
+        self._in_specs = tuple((i, self._in_bufs[i], sp.rows * sp.cols, None if sp.dense else sp.flat_index())
+                               for i, sp in enumerate(self.sparsity_in) if sp.nnz)
+        self._out_specs = tuple((self._out_bufs[i], sp.rows, sp.cols, None if sp.dense else sp.flat_index())
+                                for i, sp in enumerate(self.sparsity_out))
         self._lock = threading.Lock()
         for i, buf in enumerate(self._in_bufs):
             self._arg[i] = buf.ctypes.data_as(ctypes.POINTER(_REAL)) if buf.size else None
         for i, buf in enumerate(self._out_bufs):
             self._res[i] = buf.ctypes.data_as(ctypes.POINTER(_REAL)) if buf.size else None
 
-    def __call__(self, *args: np.ndarray | float | Sequence[float]) -> list[np.ndarray]:
+    def __call__(self, *args: np.ndarray | float | Sequence[float],
+                 outputs: Sequence[int] | None = None) -> list[np.ndarray]:
         """Evaluate; every argument is given densely (column-major when a matrix). Returns dense outputs
-        (vectors as 1-D arrays, matrices as 2-D arrays).
+        (vectors as 1-D arrays, matrices as 2-D arrays): all of them, or only those at the positions ``outputs``.
 
         Raises:
             CompiledFunctionError: wrong argument count/size, or a nonzero return status of the C function.
@@ -140,31 +145,28 @@ class CompiledFunction:
         if len(args) != len(self._in_bufs):
             raise CompiledFunctionError(f"{self.name} takes {len(self._in_bufs)} arguments, got {len(args)}")
         with self._lock:
-            return self._call(args)
+            return self._call(args, range(len(self._out_specs)) if outputs is None else outputs)
 
-    def _call(self, args: Sequence) -> list[np.ndarray]:
-        for i, (a, sp) in enumerate(zip(args, self.sparsity_in)):
-            if sp.nnz == 0:
-                continue
-            flat = np.asarray(a, dtype=float)
+    def _call(self, args: Sequence, outputs: Sequence[int]) -> list[np.ndarray]:
+        for i, buf, size, idx in self._in_specs:
+            flat = np.asarray(args[i], dtype=float)
             if flat.ndim > 1:
                 flat = flat.reshape(-1, order="F")
-            if flat.size != sp.rows * sp.cols:
-                raise CompiledFunctionError(f"{self.name} argument {i} has {flat.size} values, "
-                                            f"expected {sp.rows * sp.cols}")
-            idx = self._in_dense_idx[i]
-            self._in_bufs[i][:] = flat.ravel() if idx is None else flat.ravel()[idx]
+            if flat.size != size:
+                raise CompiledFunctionError(f"{self.name} argument {i} has {flat.size} values, expected {size}")
+            buf[:] = flat.ravel() if idx is None else flat.ravel()[idx]
         status = self._fn(self._arg, self._res, self._iw, self._w, self._mem)
         if status != 0:
             raise CompiledFunctionError(f"{self.name} returned status {status}")
         out: list[np.ndarray] = []
-        for buf, sp, idx in zip(self._out_bufs, self.sparsity_out, self._out_idx):
-            if sp.dense:
+        for k in outputs:
+            buf, rows, cols, idx = self._out_specs[k]
+            if idx is None:
                 dense = buf.copy()
             else:
-                dense = np.zeros(sp.rows * sp.cols)
+                dense = np.zeros(rows * cols)
                 dense[idx] = buf
-            out.append(dense if sp.cols == 1 else dense.reshape(sp.rows, sp.cols, order="F"))
+            out.append(dense if cols == 1 else dense.reshape(rows, cols, order="F"))
         return out
 
 

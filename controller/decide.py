@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -164,6 +164,26 @@ def insulin_delivered_u(deliveries: Iterable[DeliveryRecord], ta: float, tb: flo
     return total
 
 
+class DeliveredInsulin:
+    """:func:`insulin_delivered_u` over one decision's records, memoized by interval (a decision asks for the same
+    one twice: the filter's last step and the glucose trend both cover the last 5 minutes)."""
+
+    __slots__ = ("records", "settings", "_memo")
+
+    def __init__(self, records: Sequence[DeliveryRecord], settings: TherapySettings) -> None:
+        self.records = records
+        self.settings = settings
+        self._memo: dict[tuple[float, float], float] = {}
+
+    def __call__(self, ta: float, tb: float) -> float:
+        """Insulin (U) delivered over ``[ta, tb)``."""
+        key = (ta, tb)
+        total = self._memo.get(key)
+        if total is None:
+            total = self._memo[key] = insulin_delivered_u(self.records, ta, tb, self.settings)
+        return total
+
+
 def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 
@@ -255,16 +275,17 @@ class MPCController:
         deliveries = tuple(d for d in snapshot.deliveries
                            if d.status is not DeliveryStatus.FAILED and d.start_min <= now
                            and d.end_min >= now - cfg.history_min - cfg.init_window_min - 10.0)
+        delivered = DeliveredInsulin(deliveries, settings)
         injected: dict[str, float] = {k: float(v) for k, v in dict(state.get("meals_in_filter", {})).items()}
         bolused: dict[str, float] = {k: float(v) for k, v in dict(state.get("meals_bolused", {})).items()}
         notes: list[str] = []
 
         if fs is None:
-            fs, injected = self._cold_start(readings, meals, deliveries, settings, now)
+            fs, injected = self._cold_start(readings, meals, delivered, settings, now)
             if fs is None:
                 return self._fallback(state, now, scheduled, None, "no_glucose",
                                       "No usable glucose reading in the last hour", injected, bolused)
-        fs, rejected = self._advance_through_readings(fs, readings, meals, injected, deliveries, settings, now)
+        fs, rejected = self._advance_through_readings(fs, readings, meals, injected, delivered, settings, now)
         if rejected:
             notes.append(rejected[-1])
         fs = self._inject_due_meals(fs, meals, injected, now)
@@ -337,7 +358,7 @@ class MPCController:
         )
         result: MPCResult = self.solver.solve(inputs)
         glucose_now = float(fs.x[IDX_G])
-        trend = float(rhs(fs.x, insulin_delivered_u(deliveries, now - 5.0, now, settings) / 5.0, pvec)[IDX_G])
+        trend = float(rhs(fs.x, delivered(now - 5.0, now) / 5.0, pvec)[IDX_G])
         if fs.x[IDX_D] >= 0.5:
             notes.append(f"unexplained rise of {fs.x[IDX_D]:+.1f} mg/dL/min (unannounced carbs?)")
         elif fs.x[IDX_D] <= -0.5:
@@ -416,7 +437,7 @@ class MPCController:
             return None
         return fs
 
-    def _cold_start(self, readings, meals, deliveries, settings, now):
+    def _cold_start(self, readings, meals, delivered, settings, now):
         cfg = self.config
         recent = [r for r in readings if r[0] >= now - cfg.init_window_min]
         if not recent:
@@ -434,7 +455,7 @@ class MPCController:
                     x[IDX_Q1] += q1
                     x[IDX_Q2] += q2
                     injected[key] = m.t_min
-            u = insulin_delivered_u(deliveries, t, t + step, settings) / step
+            u = delivered(t, t + step) / step
             x = rk4_step(x, u, twin_params(settings, t, cfg).vector(), step)
             t += step
         x[IDX_G] = g0
@@ -446,21 +467,21 @@ class MPCController:
         fs = self.ukf.initial(x, t0)
         return fs, injected
 
-    def _advance_through_readings(self, fs, readings, meals, injected, deliveries, settings, now):
+    def _advance_through_readings(self, fs, readings, meals, injected, delivered, settings, now):
         rejected: list[str] = []
         for t, g in readings:
             if t <= fs.t_min + 1e-9:
                 if fs.n_updates == 0 and abs(t - fs.t_min) < 1e-9:
                     fs, res = self.ukf.update(fs, g)
                 continue
-            fs = self._predict_to(fs, t, meals, injected, deliveries, settings)
+            fs = self._predict_to(fs, t, meals, injected, delivered, settings)
             fs, res = self.ukf.update(fs, g)
             if not res.accepted:
                 rejected.append(res.reason)
-        fs = self._predict_to(fs, now, meals, injected, deliveries, settings)
+        fs = self._predict_to(fs, now, meals, injected, delivered, settings)
         return fs, rejected
 
-    def _predict_to(self, fs, t_end, meals, injected, deliveries, settings):
+    def _predict_to(self, fs, t_end, meals, injected, delivered, settings):
         cfg = self.config
         dt = cfg.mpc.dt_min
         while fs.t_min < t_end - 1e-9:
@@ -476,7 +497,7 @@ class MPCController:
                     injected[key] = m.t_min
             if x is not fs.x:
                 fs = replace(fs, x=x)
-            u = insulin_delivered_u(deliveries, t, t + step, settings) / step
+            u = delivered(t, t + step) / step
             fs = self.ukf.predict(fs, step, u, 0.0, twin_params(settings, t, cfg).vector())
         return fs
 

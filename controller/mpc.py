@@ -7,7 +7,7 @@ Nothing here decides what to do on failure: :mod:`controller.decide` falls back 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -142,9 +142,11 @@ class MPCSolver:
         lbx = np.zeros(n)
         ubx = np.full(n, u_max)
         ubx[m] = b_max
+        if not np.isfinite(p).all():
+            return MPCResult(False, "non_finite_input")
         result = MPCResult(False, "no_start")
         for attempt, w0 in enumerate(self._starts(inp, u_max)):
-            if not (np.all(np.isfinite(p)) and np.all(np.isfinite(w0))):
+            if not np.isfinite(w0).all():
                 return MPCResult(False, "non_finite_input")
             result = self._solve_from(w0, p, lbx, ubx, a, B, aE, bE)
             if result.success:
@@ -153,20 +155,18 @@ class MPCSolver:
                 return result
         return result
 
-    def _starts(self, inp: MPCInputs, u_max: float) -> list[np.ndarray]:
-        """Starting points, in the order tried: the warm start (when given), the scheduled basal, zero, half max."""
+    def _starts(self, inp: MPCInputs, u_max: float) -> Iterator[np.ndarray]:
+        """Starting points, in the order tried: the warm start (when given), the scheduled basal, zero, half max
+        (made one at a time: nearly every solve needs only the first)."""
         m, n = self.config.n_moves, self.config.n_vars
-        basal = min(float(inp.twin[1]) * 60.0, u_max)
-        starts = []
         if inp.warm_start_u_per_h is not None and len(inp.warm_start_u_per_h) == m:
             w = np.zeros(n)
             w[:m] = np.clip(np.asarray(inp.warm_start_u_per_h, dtype=float), 0.0, u_max)
-            starts.append(w)
-        for rate in (basal, 0.0, 0.5 * u_max):
+            yield w
+        for rate in (min(float(inp.twin[1]) * 60.0, u_max), 0.0, 0.5 * u_max):
             w = np.zeros(n)
             w[:m] = rate
-            starts.append(w)
-        return starts
+            yield w
 
     def _solve_from(self, w0: np.ndarray, p: np.ndarray, lbx: np.ndarray, ubx: np.ndarray, a: np.ndarray,
                     B: np.ndarray, aE: float, bE: np.ndarray) -> MPCResult:
@@ -176,8 +176,7 @@ class MPCSolver:
         try:
             if self._compiled is not None:
                 solver_name = "compiled_c"
-                out = self._compiled(w0, p, lbx, ubx, _EMPTY, _EMPTY, np.zeros(n), _EMPTY)
-                w = np.asarray(out[0], dtype=float).ravel()
+                w = self._compiled(w0, p, lbx, ubx, _EMPTY, _EMPTY, np.zeros(n), _EMPTY, outputs=(0,))[0]
                 status = "compiled"
                 ok = True
             else:
@@ -193,7 +192,7 @@ class MPCSolver:
             ok = True  # e.g. a warm start already at the optimum: accepted only after the stationarity check below
         if not ok:
             return MPCResult(False, status, tuple(float(v) for v in w), iterations=iterations, solver=solver_name)
-        if not np.all(np.isfinite(w)):
+        if not np.isfinite(w).all():
             return MPCResult(False, "non_finite_solution", iterations=iterations, solver=solver_name)
         w = np.clip(w, 0.0, ubx)
         if not self._stationary(w, p, ubx):
@@ -201,10 +200,11 @@ class MPCSolver:
                              solver=solver_name)
         glucose = a + B @ w
         eventual = aE + float(bE @ w)
-        if not np.all(np.isfinite(glucose)):
+        if not np.isfinite(glucose).all():
             return MPCResult(False, "non_finite_prediction", iterations=iterations, solver=solver_name)
-        return MPCResult(True, status, tuple(float(v) for v in w[:m]), tuple(float(v) for v in glucose),
-                         float(eventual), iterations, solver_name, float(w[m]))
+        # tolist: the same Python floats as float() of each element, without a Python-level loop
+        return MPCResult(True, status, tuple(w[:m].tolist()), tuple(glucose.tolist()), float(eventual), iterations,
+                         solver_name, float(w[m]))
 
     def _stationary(self, w: np.ndarray, p: np.ndarray, ubx: np.ndarray, tol: float = 1e-4) -> bool:
         """First-order optimality for the box: the projected gradient is (nearly) zero."""

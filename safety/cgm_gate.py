@@ -63,14 +63,16 @@ def _order(r: GlucoseReading) -> tuple[float, bool, float, int]:
 
 def assess_cgm(readings: Iterable[GlucoseReading], now_min: float, suspend_threshold_mg_dl: float) -> CgmAssessment:
     """Apply the CGM gate (module docstring) to ``readings`` at ``now_min``."""
-    ordered = sorted(readings, key=_order)
-    rs = [r for i, r in enumerate(ordered)  # an exact repeat (same time, value, flags) is one reading
-          if not (i and r.t_min == ordered[i - 1].t_min and r.glucose_mg_dl == ordered[i - 1].glucose_mg_dl
-                  and int(r.status) == int(ordered[i - 1].status))]
+    readings = readings if isinstance(readings, (list, tuple)) else list(readings)
+    t_lo, t_hi = now_min - L.CGM_LOOKBACK_MIN, now_min + L.CGM_FUTURE_TOLERANCE_MIN
     flags: list[str] = []
-    if any(r.t_min > now_min + L.CGM_FUTURE_TOLERANCE_MIN for r in rs):
+    if any(r.t_min > t_hi for r in readings):
         flags.append("CGM_FUTURE")
-    considered = [r for r in rs if now_min - L.CGM_LOOKBACK_MIN <= r.t_min <= now_min + L.CGM_FUTURE_TOLERANCE_MIN]
+    # only the look-back window is judged, so only it is sorted (a history holds hours of readings)
+    ordered = sorted((r for r in readings if t_lo <= r.t_min <= t_hi), key=_order)
+    considered = [r for i, r in enumerate(ordered)  # an exact repeat (same time, value, flags) is one reading
+                  if not (i and r.t_min == ordered[i - 1].t_min and r.glucose_mg_dl == ordered[i - 1].glucose_mg_dl
+                          and int(r.status) == int(ordered[i - 1].status))]
     ok = [L.value_ok(r.glucose_mg_dl, int(r.status)) for r in considered]
     if considered and not ok[-1]:
         flags.append("CGM_INVALID_VALUE")

@@ -129,7 +129,7 @@ def test_a_stalled_solve_is_retried_from_the_next_start():
     inp = _recorded_stall()
     result = solver.solve(inp)
     assert result.success and "(start 2)" in result.status
-    first = solver._starts(inp, inp.u_max_u_per_h)[0]
+    first = next(solver._starts(inp, inp.u_max_u_per_h))
     np.testing.assert_allclose(first[: len(inp.warm_start_u_per_h)], inp.warm_start_u_per_h)
     p, a, B, aE, bE = solver.parameters(inp)
     ubx = np.full(solver.config.n_vars, inp.u_max_u_per_h)

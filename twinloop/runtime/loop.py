@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from safety.deliveries import planned_record
+from safety.deliveries import planned_record, reduced_deliveries
 from safety.commands import (
     ApprovedCommand, Bolus, BolusKind, DeliveryKind, DeliveryRecord, DeliveryStatus, Proposal,
 )
@@ -258,8 +258,9 @@ class Runtime:
 
     def snapshot(self, now_min: float) -> Snapshot:
         horizon = max(self.settings.insulin_curve.duration_min, 24 * 60.0)
-        deliveries = tuple(sorted((r for r in self.deliveries.values() if r.end_min >= now_min - horizon),
-                                  key=lambda r: r.start_min))
+        # reduced once here, so the controller's and the supervisor's insulin-on-board sums share one set of arrays
+        deliveries = reduced_deliveries(sorted((r for r in self.deliveries.values() if r.end_min >= now_min - horizon),
+                                               key=lambda r: r.start_min))
         readings = tuple(r for r in self.readings if r.t_min <= now_min + 1e-9)
         meals = tuple(m for m in self.meals if m.announced_at_min <= now_min and m.t_min >= now_min - 12 * 60)
         return Snapshot(now_min=now_min, readings=readings, deliveries=deliveries, meals=meals,
