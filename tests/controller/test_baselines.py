@@ -90,6 +90,26 @@ def test_bb_correction_reduced_by_iob_and_low_bg_reduces_meal():
     assert p_low.bolus.bolus_u == pytest.approx(3.0 - 25.0 / 50.0)
 
 
+def test_bb_corrects_a_high_between_meals_once_per_interval():
+    # 260 mg/dL, target 110, ISF 50: (260 - 110) / 50 = 3 U, no insulin on board beyond the basal
+    bb = BasalBolus()
+    state, p = bb.decide(bb.initial_state(SETTINGS), snap([250, 255, 258, 260]))
+    assert isinstance(p.bolus, Bolus) and p.bolus.kind is not BolusKind.MEAL
+    assert p.bolus.bolus_u == pytest.approx(3.0, abs=1e-9)
+    assert state["last_bolus_min"] == NOW
+    # still high 5 minutes and 2 h 55 min later: no second correction inside 3 h; one again at 3 h
+    for later, expect in ((5.0, False), (175.0, False), (180.0, True)):
+        _, again = bb.decide(state, snap([260] * 4, now=NOW + later, deliveries=basal_history(NOW + later)))
+        assert (again.bolus is not None) is expect, later
+    # insulin on board reduces the correction: 2 U given 1 min ago leave about 1 U
+    given = DeliveryRecord("b", DeliveryKind.BOLUS, NOW - 1, NOW - 1, 2.0, DeliveryStatus.CONFIRMED)
+    _, reduced = bb.decide({}, snap([260] * 4, deliveries=basal_history() + [given]))
+    assert reduced.bolus.bolus_u == pytest.approx(3.0 - 2.0 * float(iob_fraction(2.5, 75.0, 360.0)), abs=1e-3)
+    # at or below the threshold, or with the corrections switched off: nothing
+    assert bb.decide({}, snap([175, 178, 179, 180]))[1].bolus is None
+    assert BasalBolus(correction_above_mg_dl=None).decide({}, snap([260] * 4))[1].bolus is None
+
+
 def test_pid_suspends_when_low_and_raises_when_high():
     pid = PIDIFB()
     _, low = pid.decide(pid.initial_state(SETTINGS), snap([90, 82, 75, 68]))
