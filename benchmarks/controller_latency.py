@@ -3,10 +3,11 @@
 The decisions come from a closed loop on UVA/Padova reference subjects (the trial runner's plant loop,
 :func:`trials.simulate.simulate_chunk`, hcl-3day: 864 decisions per subject). Each decision's wall time is
 ``controller.decide`` plus the supervisor's handling of its proposal. The same recorded inputs are then replayed with
-the generated-C solver (built first if a C compiler is present and the library is missing), the way the device
-runtime runs a decision: the garbage collector frozen and disabled, one collection in the slack after each cycle
-(twinloop.runtime.realtime); the same replay with Python's automatic collection is printed beside it. The cold start is timed
-in a fresh interpreter: ``import twinloop``, the controller, and the first decision on a recorded snapshot.
+the generated-C solver (built first if a C compiler is present and the library is missing), each snapshot with a
+fresh delivery record set (nothing memoized by the recorded run), the way the device runtime runs a decision: the
+garbage collector frozen and disabled, one collection in the slack after each cycle (twinloop.runtime.realtime); the
+same replay with Python's automatic collection is printed beside it. The cold start is timed in a fresh interpreter:
+``import twinloop``, the controller, and the first decision on a recorded snapshot.
 
 Usage::
 
