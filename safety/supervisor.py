@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from safety import limits as L
 from safety.cgm_gate import CgmAssessment, assess_cgm
@@ -41,7 +41,7 @@ from safety.errors import SettingsError
 from safety.guardrails import validate_settings
 from safety.deliveries import reduced_deliveries
 from safety.iob import active_basal_rate_u_per_h, delivered_last_24h_u, insulin_on_board_u, pending_deliveries
-from safety.readings import GlucoseReading, MealAnnouncement
+from safety.readings import MealAnnouncement
 from safety.snapshot import Snapshot
 
 __all__ = ["PumpState", "SupervisorState", "SupervisorContext", "Reason", "Intervention", "Alarm", "Verdict",
@@ -269,7 +269,7 @@ def supervise(proposal: Proposal, context: SupervisorContext) -> Verdict:
         return _finish(log, cmds, st, now, bool(cmds) and isinstance(cmds[0], Suspend), st.last_valid_reading_min,
                        st.last_auto_bolus_min, fallback)
 
-    cgm = assess_cgm(_gate_readings(snap.readings, now), now, s.suspend_threshold_mg_dl)
+    cgm = assess_cgm(snap.readings, now, s.suspend_threshold_mg_dl)
     for flag in cgm.flags:
         log.add(Reason[flag], _cgm_detail(flag, cgm, now))
     prior_valid = st.last_valid_reading_min
@@ -414,20 +414,6 @@ def supervise(proposal: Proposal, context: SupervisorContext) -> Verdict:
         cmds = [c for c in cmds if isinstance(c, Suspend)]
         fallback = "no insulin: " + ("occlusion" if pump.occluded else "reservoir empty")
     return _finish(log, cmds, st, now, lgs, last_valid, now if auto_bolus else st.last_auto_bolus_min, fallback)
-
-
-def _gate_readings(readings: Sequence[GlucoseReading], now: float) -> Sequence[GlucoseReading]:
-    """The readings the CGM gate can look at: it looks at nothing older than ``CGM_LOOKBACK_MIN``, so dropping
-    older ones (most of a 6-hour snapshot) gives the same assessment with less sorting. A reading with a NaN time
-    compares neither way: then all go to the gate as they are."""
-    lo = now - L.CGM_LOOKBACK_MIN
-    keep = []
-    for r in readings:
-        if r.t_min >= lo:
-            keep.append(r)
-        elif not r.t_min < lo:
-            return readings
-    return keep
 
 
 def _cap_rate(log: _Log, rate: float, duration: float, sched: float, s, no_increase: bool, iob: float,
