@@ -20,7 +20,7 @@ import numpy as np
 
 from controller.baselines.base import BaselineController
 from controller.baselines.common import (
-    MAX_READING_AGE_MIN, BatchInputs, BatchProposal, insulin_on_board, wizard_bolus_u,
+    BatchInputs, BatchProposal, fresh_mask, insulin_on_board, wizard_bolus_u, wizard_correction_u,
 )
 
 REASON_BASAL = 0
@@ -55,19 +55,17 @@ class BasalBolus(BaselineController):
         now = float(inputs.now_min)
         last_bolus = np.asarray(state.get("last_bolus_min", np.full(n, -np.inf)), dtype=float)
         meal = inputs.meal_carbs_g > 0.0
-        iob = insulin_on_board(inputs) if meal.any() or self.correction_above_mg_dl is not None else None
-        bolus = wizard_bolus_u(inputs, iob) if meal.any() else np.zeros(n)
         correction = np.zeros(n, dtype=bool)
         if self.correction_above_mg_dl is not None:
-            fresh = np.isfinite(inputs.glucose_mg_dl) & (inputs.glucose_age_min <= MAX_READING_AGE_MIN)
-            due = (~meal & fresh & (inputs.glucose_mg_dl > self.correction_above_mg_dl)
-                   & (now - last_bolus >= self.correction_interval_min))
-            if due.any():
-                with np.errstate(invalid="ignore"):
-                    need = (inputs.glucose_mg_dl - inputs.target_mg_dl) / inputs.isf_mg_dl_per_u - np.maximum(iob, 0.0)
-                need = np.minimum(need, inputs.max_bolus_u)
-                correction = due & (need >= CORRECTION_INCREMENT_U)
-                bolus = np.where(correction, need, bolus)
+            correction = (~meal & fresh_mask(inputs) & (inputs.glucose_mg_dl > self.correction_above_mg_dl)
+                          & (now - last_bolus >= self.correction_interval_min))
+        # insulin on board only when a bolus is considered (most steps of a trial have none)
+        iob = insulin_on_board(inputs) if meal.any() or correction.any() else None
+        bolus = wizard_bolus_u(inputs, iob) if meal.any() else np.zeros(n)
+        if correction.any():
+            need = np.minimum(wizard_correction_u(inputs, iob), inputs.max_bolus_u)
+            correction &= need >= CORRECTION_INCREMENT_U
+            bolus = np.where(correction, need, bolus)
         proposal = BatchProposal(
             rate_u_per_h=np.full(n, np.nan),
             bolus_u=bolus,

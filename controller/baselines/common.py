@@ -178,11 +178,15 @@ def wizard_bolus_u(inputs: BatchInputs, iob_u: np.ndarray) -> np.ndarray:
     """
     carbs = inputs.meal_carbs_g
     meal = carbs / inputs.carb_ratio_g_per_u
-    fresh = np.isfinite(inputs.glucose_mg_dl) & (inputs.glucose_age_min <= MAX_READING_AGE_MIN)
-    corr = np.where(fresh, (inputs.glucose_mg_dl - inputs.target_mg_dl) / inputs.isf_mg_dl_per_u, 0.0)
-    corr = np.where(corr > 0.0, np.maximum(corr - np.maximum(iob_u, 0.0), 0.0), corr)
-    total = np.where(carbs > 0.0, np.maximum(meal + corr, 0.0), 0.0)
+    total = np.where(carbs > 0.0, np.maximum(meal + wizard_correction_u(inputs, iob_u), 0.0), 0.0)
     return np.minimum(total, inputs.max_bolus_u)
+
+
+def wizard_correction_u(inputs: BatchInputs, iob_u: np.ndarray) -> np.ndarray:
+    """The bolus wizard's correction, U: (G - target) / ISF with a fresh CGM reading (0 without one); a positive
+    correction is reduced by insulin on board (never below 0), a negative one is kept (it reduces a meal bolus)."""
+    corr = np.where(fresh_mask(inputs), (inputs.glucose_mg_dl - inputs.target_mg_dl) / inputs.isf_mg_dl_per_u, 0.0)
+    return np.where(corr > 0.0, np.maximum(corr - np.maximum(iob_u, 0.0), 0.0), corr)
 
 
 # -- from a snapshot (device path) ------------------------------------------------------------------------
@@ -299,6 +303,6 @@ def fresh_mask(inputs: BatchInputs) -> np.ndarray:
 
 __all__ = [
     "BIN_MIN", "HISTORY_BINS", "BatchInputs", "BatchProposal", "BaselineInputError", "iob_fraction",
-    "activity_per_min", "insulin_on_board", "insulin_activity_forecast", "wizard_bolus_u", "settings_columns",
-    "inputs_from_snapshot", "to_proposal", "fresh_mask",
+    "activity_per_min", "insulin_on_board", "insulin_activity_forecast", "wizard_bolus_u", "wizard_correction_u",
+    "settings_columns", "inputs_from_snapshot", "to_proposal", "fresh_mask",
 ]
