@@ -174,9 +174,9 @@ def main(argv=None) -> int:
     ctl = TimedController(MPCController())
     inner_sup, sup_name = make_supervisor(settings)
     sup = TimedSupervisor(inner_sup)
+    minutes = int(real.duration_min if args.days is None else args.days * 1440)
     t0 = time.perf_counter()
-    res = simulate_chunk(subjects, settings, real, ctl, sup, seed=sc.seed, minutes=int(real.duration_min if args.days is None else args.days * 1440),
-                         vectorized=False)
+    res = simulate_chunk(subjects, settings, real, ctl, sup, seed=sc.seed, minutes=minutes, vectorized=False)
     wall = time.perf_counter() - t0
     n = len(ctl.decide_s)
     whole = np.asarray(ctl.decide_s) + np.asarray(sup.step_s[:n])
