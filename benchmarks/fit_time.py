@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--samples", type=int, default=2000, help="MCMC samples kept (default 2000)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--model", default="uva", help="twin equations: uva (default) or bergman")
     args = ap.parse_args(argv)
 
     print(f"generating {args.days} days of {args.subject} (basal-bolus, CGM noise, 10 % carb error) ...", flush=True)
@@ -57,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     data = rec.data
     print(f"  {data.cgm_t_min.size} CGM readings, {len(data.boluses)} boluses, {len(data.carbs)} carb entries")
 
-    fit, map_wall, map_cpu = timed(lambda: fit_twin(data))
+    fit, map_wall, map_cpu = timed(lambda: fit_twin(data, model=args.model))
     print(f"MAP fit: {map_wall:.2f} s wall, {map_cpu:.2f} s CPU; CGM RMSE {fit.rmse_mg_dl:.1f} mg/dL, "
           f"MARD {fit.mard_pct:.1f} % over {fit.n_readings} readings")
-    both, both_wall, both_cpu = timed(lambda: fit_twin(data, mcmc_samples=args.samples, seed=args.seed))
+    both, both_wall, both_cpu = timed(lambda: fit_twin(data, mcmc_samples=args.samples, seed=args.seed,
+                                                             model=args.model))
     mcmc_wall, mcmc_cpu = max(both_wall - map_wall, 0.0), max(both_cpu - map_cpu, 0.0)
     print(f"MAP + MCMC ({args.samples} samples kept, {args.samples // 2} burn-in): {both_wall:.2f} s wall, "
           f"{both_cpu:.2f} s CPU; MCMC alone ~{mcmc_wall:.2f} s wall, {mcmc_cpu:.2f} s CPU")
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "map_cpu_s": round(map_cpu, 3), "mcmc_cpu_s": round(mcmc_cpu, 3),
         "map_plus_mcmc_s": round(both_wall, 3), "mcmc_samples": args.samples, "days": args.days,
         "subject": args.subject, "n_readings": fit.n_readings, "rmse_mg_dl": round(fit.rmse_mg_dl, 2),
+        "model": fit.model,
     }))
     return 0
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from patient_model import bergman_twin as bt
 
+NAME = "bergman"
 ISF_BLOCKS_H: tuple[tuple[float, float], ...] = ((0, 6), (6, 11), (11, 17), (17, 24))
 MEAL_TYPES: tuple[str, ...] = ("breakfast", "lunch", "dinner", "snack")
 FIT_PARAM_NAMES: tuple[str, ...] = (
@@ -62,9 +63,21 @@ def prior_log_cov() -> np.ndarray:
     return cov
 
 
-def prior_sqrt_information() -> np.ndarray:
-    """``W`` with ``W.T @ W = inv(prior_log_cov())``: the prior's residuals are ``W @ (log theta - log PRIOR_MEAN)``."""
+def prior_sqrt_information(base: Any = None) -> np.ndarray:
+    """``W`` with ``W.T @ W = inv(prior_log_cov())``: the prior's residuals are ``W @ (log theta - log PRIOR_MEAN)``.
+    (``base`` is ignored: this twin's prior does not depend on the patient.)"""
     return np.linalg.cholesky(np.linalg.inv(prior_log_cov())).T
+
+
+def prior(base: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Prior medians (natural units) and marginal log-SDs of the fit parameters."""
+    return np.array(PRIOR_MEAN), np.array(PRIOR_LOG_SD)
+
+
+def log_bounds(base: Any, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of log(theta): ``width`` either side of the prior median."""
+    mu = np.log(np.array(PRIOR_MEAN))
+    return mu - width, mu + width
 
 
 N_TWIN_STATES = bt.N_STATES + 1
@@ -221,3 +234,32 @@ def simulate(base: bt.TwinParams, theta: np.ndarray, inputs: TwinInputs, x0: np.
         x = rk4(x, inputs.insulin_u_per_min[k], p, global_vector(theta), stack)
         out[k + 1] = x
     return out
+
+
+def casadi_trajectory(base: bt.TwinParams, th: Any, inputs: TwinInputs, x0_glucose: float,
+                      carb_scale_row: Any = None) -> Any:
+    """CasADi graph of the trajectory (states x steps) as a function of the symbolic parameters ``th`` (natural
+    units); ``carb_scale_row`` (1 x K) optionally multiplies each step's carbs (per-entry random effects)."""
+    import casadi as ca
+
+    n_steps = inputs.n_steps
+    x = ca.SX.sym("x", N_TWIN_STATES)
+    d = ca.SX.sym("d", 4)      # u, effective carbs impulse (g), S, tau_m
+    q = ca.SX.sym("q", 6)      # tau_i, tau_x, gb, sg, tau_x2, frac2
+    xs = ca.vertcat(x[0], x[1], x[2], x[3], x[4] + d[1], x[5], x[6], d[2], x[8])
+    p = [base.target_mg_dl, base.basal_u_per_min, base.sx_per_u, 1.0 / q[1], q[0], d[3],
+         base.kc_mg_dl_per_g, base.disturbance_tau_min]
+    xn = rk4(xs, d[0], p, [q[2], q[3], q[4], q[5]], lambda v: ca.vertcat(*v))
+    sim = ca.Function("step", [x, d, q], [xn]).mapaccum("sim", n_steps)
+    block = isf_block(inputs.t0_min + DT_MIN * np.arange(n_steps))
+    s_row = ca.mtimes(ca.DM(np.eye(4)[block]), th[I_ISF]).T
+    cf_row = (ca.DM(inputs.carbs_g).T) * ca.mtimes(ca.DM(np.eye(4)[inputs.meal_index]), th[I_CF]).T
+    if carb_scale_row is not None:
+        cf_row = cf_row * carb_scale_row
+    tau_row = ca.mtimes(ca.DM(np.eye(4)[inputs.current_meal]), th[I_TAU_M]).T
+    drows = ca.vertcat(ca.DM(inputs.insulin_u_per_min).T, cf_row, s_row, tau_row)
+    isc = base.basal_u_per_min * th[I_TAU_I]
+    x0 = ca.vertcat(x0_glucose, 0, isc, isc, 0, 0, 0, 1, 0)
+    glob = global_vector(th)
+    q_val = ca.vertcat(th[I_TAU_I], th[I_TAU_X], glob[0], glob[1], glob[2], glob[3])
+    return sim(x0, drows, q_val)

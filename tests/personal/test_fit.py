@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from patient_model import personal_twin as pt
+from patient_model import personal_uva as pu
 from trials.personal.fit import FitRefusedError, fit_twin
 from trials.personal.patient_data import write_csv
 from trials.personal.synthetic import generate
@@ -37,10 +38,11 @@ def test_fit_reproduces_the_record(record, fitted) -> None:
     for row in fitted.parameter_table():
         assert row["low95"] <= row["map"] <= row["high95"], row
     # MCMC samples are seeded, inside the bounds and move
-    assert fitted.samples.shape == (150, pt.N_FIT)
+    assert fitted.model == "uva"
+    assert fitted.samples.shape == (150, pu.N_FIT)
     assert np.ptp(np.log(fitted.samples), axis=0).max() > 0.0
     # the fitted end state is a finite twin state at the end of the window
-    assert fitted.end_state.shape == (pt.N_TWIN_STATES,) and np.all(np.isfinite(fitted.end_state))
+    assert fitted.end_state.shape == (pu.N_TWIN_STATES,) and np.all(np.isfinite(fitted.end_state))
     assert fitted.t_end_min >= record.data.cgm_t_min[-1]
 
 
@@ -101,6 +103,28 @@ def test_twin_file_round_trip(fitted, tmp_path) -> None:
     assert back.base == fitted.base
     assert back.t0_min == fitted.t0_min and back.t_end_min == fitted.t_end_min
     assert back.notes == fitted.notes
+    assert back.model == fitted.model == "uva"
+
+
+def test_minimal_model_twin_still_fits_and_version_1_files_load(record, tmp_path) -> None:
+    """``model="bergman"``: the minimal-model twin around the programmed settings; a version-1 twin file (no
+    ``model`` field, written before the UVA/Padova twin) loads as one and simulates the same."""
+    from trials.personal.replay import open_loop
+
+    data = record.data.window(0, 2.5 * 1440)
+    fit = fit_twin(data, model="bergman")
+    assert fit.model == "bergman" and fit.theta.shape == (pt.N_FIT,) and fit.rmse_mg_dl < 25.0
+    doc = json.loads(save(fit, tmp_path / "b.json").read_text())
+    doc["version"] = 1
+    del doc["model"]
+    (tmp_path / "v1.json").write_text(json.dumps(doc))
+    back = load(tmp_path / "v1.json")
+    assert back.model == "bergman"
+    a = open_loop(fit, fit.theta, data, fit.t0_min, 100, fit.x0)
+    b = open_loop(back, back.theta, data, back.t0_min, 100, back.x0)
+    np.testing.assert_allclose(a.glucose_mg_dl, b.glucose_mg_dl)
+    with pytest.raises(ValueError):
+        fit_twin(data, model="no-such-model")
 
 
 @pytest.mark.parametrize("corrupt", [
@@ -108,7 +132,9 @@ def test_twin_file_round_trip(fitted, tmp_path) -> None:
     lambda d: json.dumps({**d, "format": "something-else"}),
     lambda d: json.dumps({**d, "version": 99}),
     lambda d: json.dumps({**d, "parameters": {k: v for k, v in list(d["parameters"].items())[1:]}}),
-    lambda d: json.dumps({**d, "parameters": {**d["parameters"], pt.FIT_PARAM_NAMES[0]: -1.0}}),
+    lambda d: json.dumps({**d, "parameters": {**d["parameters"], pu.FIT_PARAM_NAMES[0]: -1.0}}),
+    lambda d: json.dumps({**d, "model": "unknown"}),
+    lambda d: json.dumps({**d, "base": {**d["base"], "weight_kg": -3}}),
     lambda d: json.dumps({**d, "x0": [1.0, 2.0]}),
     lambda d: json.dumps({**d, "cov_log": "nope"}),
     lambda d: json.dumps({k: v for k, v in d.items() if k != "base"}),
@@ -187,8 +213,9 @@ def test_likelihood_whitens_autocorrelated_residuals(record) -> None:
     data = record.data.window(0, 2.5 * 1440)
     t0 = float(np.floor(data.cgm_t_min[0] / pt.DT_MIN) * pt.DT_MIN)
     n_steps = int(np.ceil((data.cgm_t_min[-1] - t0) / pt.DT_MIN)) + 1
-    base = fit_mod._base_from(data, None)
-    prob = fit_mod._Problem(data, base, t0, n_steps, float(data.cgm_mg_dl[0]), meal_effects=False)
+    base = fit_mod._base_from(data, None, fit_mod.DEFAULT_MODEL)
+    prob = fit_mod._Problem(data, base, t0, n_steps, float(data.cgm_mg_dl[0]), meal_effects=False,
+                            model=fit_mod.twin_model(fit_mod.DEFAULT_MODEL))
     z0 = prob.prior_mu
     e = np.asarray(prob.f_traj(z0))[0, prob.idx] - prob.cgm
     phi, sd = fit_mod.RESIDUAL_AR1, fit_mod.CGM_SD_MG_DL

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from patient_model import bergman_twin as bt
 from patient_model import personal_twin as pt
+from patient_model import personal_uva as pu
 from trials.personal.patient_data import PatientData
 
 CGM_SD_MG_DL = 15.0
@@ -69,8 +70,10 @@ class TwinFit:
     """A fitted personal twin.
 
     Attributes:
-        base: the control twin's parameters from the programmed therapy (mean basal, ISF, CR, target).
-        theta: MAP estimate of the fit parameters (natural units, order :data:`~patient_model.personal_twin.FIT_PARAM_NAMES`).
+        base: what the twin does not fit: for the ``uva`` model the weight, programmed basal, population parameters
+            and prior (:class:`~patient_model.personal_uva.UvaTwinBase`); for ``bergman`` the control twin's
+            parameters from the programmed therapy (mean basal, ISF, CR, target).
+        theta: MAP estimate of the fit parameters (natural units, order ``FIT_PARAM_NAMES`` of the model).
         cov_log: Laplace covariance of log(theta).
         samples: posterior samples of theta (natural units), shape (S, n) — empty without MCMC.
         t0_min: start of the fitted window (absolute minutes, local); x0 its initial state.
@@ -80,9 +83,11 @@ class TwinFit:
         carb_error_log_sd: the spread of the entries' carb-counting errors (log scale): estimated from the per-entry
             random effects when the fit used them, else the assumed :data:`MEAL_ERROR_LOG_SD`; used to put
             carb-counting uncertainty into predictions.
+        model: the twin's equations, a key of :data:`MODELS` (``uva``: UVA/Padova structure, the default of
+            :func:`fit_twin`; ``bergman``: the minimal-model twin of twin files version 1).
     """
 
-    base: bt.TwinParams
+    base: Any
     theta: np.ndarray
     cov_log: np.ndarray
     t0_min: float
@@ -90,11 +95,17 @@ class TwinFit:
     rmse_mg_dl: float
     mard_pct: float
     n_readings: int
-    samples: np.ndarray = field(default_factory=lambda: np.zeros((0, pt.N_FIT)))
+    samples: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     notes: tuple[str, ...] = ()
-    end_state: np.ndarray = field(default_factory=lambda: np.zeros(pt.N_TWIN_STATES))
+    end_state: np.ndarray = field(default_factory=lambda: np.zeros(0))
     t_end_min: float = 0.0
     carb_error_log_sd: float = MEAL_ERROR_LOG_SD
+    model: str = pt.NAME
+
+    @property
+    def twin_model(self) -> ModuleType:
+        """The module with the twin's equations (``simulate``, ``initial_state``, ``FIT_PARAM_NAMES``, ...)."""
+        return twin_model(self.model)
 
     @property
     def sd_log(self) -> np.ndarray:
@@ -103,21 +114,38 @@ class TwinFit:
     def parameter_table(self) -> list[dict[str, float | str]]:
         """Each parameter with its MAP value and 95 % interval (from the Laplace approximation)."""
         rows = []
-        for i, name in enumerate(pt.FIT_PARAM_NAMES):
+        median = self.twin_model.prior(self.base)[0]
+        for i, name in enumerate(self.twin_model.FIT_PARAM_NAMES):
             v, s = float(self.theta[i]), float(self.sd_log[i])
             rows.append({"name": name, "map": v, "low95": v * math.exp(-1.96 * s), "high95": v * math.exp(1.96 * s),
-                         "prior_median": pt.PRIOR_MEAN[i]})
+                         "prior_median": float(median[i])})
         return rows
 
 
-def _base_from(data: PatientData, weight_kg: float | None) -> bt.TwinParams:
+MODELS: dict[str, ModuleType] = {pu.NAME: pu, pt.NAME: pt}
+DEFAULT_MODEL = pu.NAME
+DEFAULT_WEIGHT_KG = 70.0
+
+
+def twin_model(name: str) -> ModuleType:
+    """The twin equations called ``name`` (a key of :data:`MODELS`)."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown twin model {name!r}; known: {', '.join(MODELS)}") from None
+
+
+def _base_from(data: PatientData, weight_kg: float | None, model: str = pt.NAME,
+               population_exclude: tuple[str, ...] = ()) -> Any:
     prof = data.profile
     grid = np.arange(0, 1440, 30.0)
     basal = float(np.mean([prof.basal_at(t) for t in grid]))
+    weight = weight_kg or data.weight_kg or DEFAULT_WEIGHT_KG
+    if model == pu.NAME:
+        return pu.make_base(weight, basal / 60.0, population_exclude)
     isf = float(np.mean([prof.isf_at(t) for t in grid]))
     cr = float(np.mean([prof.carb_ratio_at(t) for t in grid]))
-    return pt.base_twin_params(basal, isf, cr, prof.target_mg_dl, weight_kg or data.weight_kg or 70.0,
-                               max(data.total_daily_insulin_u(), 1.0))
+    return pt.base_twin_params(basal, isf, cr, prof.target_mg_dl, weight, max(data.total_daily_insulin_u(), 1.0))
 
 
 def check_identifiable(data: PatientData) -> list[str]:
@@ -141,8 +169,8 @@ def check_identifiable(data: PatientData) -> list[str]:
 class _Problem:
     """The CasADi residual function r(z) and its Jacobian for one data window (z = log theta)."""
 
-    def __init__(self, data: PatientData, base: bt.TwinParams, t0_min: float, n_steps: int,
-                 x0_glucose: float, meal_effects: bool = True) -> None:
+    def __init__(self, data: PatientData, base: Any, t0_min: float, n_steps: int,
+                 x0_glucose: float, meal_effects: bool = True, model: ModuleType = pt) -> None:
         import casadi as ca
 
         per_min = data.insulin_u_per_min(int(t0_min + n_steps * 5 + 5))[int(t0_min):]
@@ -156,37 +184,19 @@ class _Problem:
         self.cgm = data.cgm_mg_dl[m]
         self.idx = np.clip(np.ceil((self.cgm_t - t0_min) / pt.DT_MIN).astype(int) - 1, 0, n_steps - 1)
 
-        x = ca.SX.sym("x", pt.N_TWIN_STATES)
-        d = ca.SX.sym("d", 4)      # u, effective carbs impulse (g), S, tau_m
-        q = ca.SX.sym("q", 6)      # tau_i, tau_x, gb, sg, tau_x2, frac2
-        xs = ca.vertcat(x[0], x[1], x[2], x[3], x[4] + d[1], x[5], x[6], d[2], x[8])
-        p = [base.target_mg_dl, base.basal_u_per_min, base.sx_per_u, 1.0 / q[1], q[0], d[3],
-             base.kc_mg_dl_per_g, base.disturbance_tau_min]
-        xn = pt.rk4(xs, d[0], p, [q[2], q[3], q[4], q[5]], lambda v: ca.vertcat(*v))
-        step = ca.Function("step", [x, d, q], [xn])
-        sim = step.mapaccum("sim", n_steps)
-
         inp = self.inputs
         meal_steps = np.flatnonzero(inp.carbs_g > 0) if meal_effects else np.zeros(0, dtype=int)
         self.n_meals = int(meal_steps.size)
-        self.n_z = pt.N_FIT + self.n_meals
+        self.n_z = model.N_FIT + self.n_meals
         z = ca.MX.sym("z", self.n_z)
-        th = ca.exp(z[:pt.N_FIT])
-        e = z[pt.N_FIT:]
-        block = pt.isf_block(t0_min + pt.DT_MIN * np.arange(n_steps))
-        s_row = ca.mtimes(ca.DM(np.eye(4)[block]), th[pt.I_ISF]).T
-        cf_row = (ca.DM(inp.carbs_g).T) * ca.mtimes(ca.DM(np.eye(4)[inp.meal_index]), th[pt.I_CF]).T
+        th = ca.exp(z[:model.N_FIT])
+        e = z[model.N_FIT:]
+        scale_row = None
         if self.n_meals:
             sel = np.zeros((n_steps, self.n_meals))
             sel[meal_steps, np.arange(self.n_meals)] = 1.0
-            cf_row = cf_row * ca.exp(ca.mtimes(ca.DM(sel), e)).T
-        tau_row = ca.mtimes(ca.DM(np.eye(4)[inp.current_meal]), th[pt.I_TAU_M]).T
-        D = ca.vertcat(ca.DM(inp.insulin_u_per_min).T, cf_row, s_row, tau_row)
-        isc = base.basal_u_per_min * th[pt.I_TAU_I]
-        x0 = ca.vertcat(x0_glucose, 0, isc, isc, 0, 0, 0, 1, 0)
-        glob = pt.global_vector(th)
-        q_val = ca.vertcat(th[pt.I_TAU_I], th[pt.I_TAU_X], glob[0], glob[1], glob[2], glob[3])
-        traj = sim(x0, D, q_val)                       # 8 x K
+            scale_row = ca.exp(ca.mtimes(ca.DM(sel), e)).T
+        traj = model.casadi_trajectory(base, th, inp, x0_glucose, scale_row)   # states x K
         g = traj[0, :].T
         g_at = g[self.idx.tolist()]
         # AR(1) residuals: r_k = (e_k - phi e_(k-1)) / (sd sqrt(1 - phi^2)) for consecutive readings (gap-aware).
@@ -199,11 +209,12 @@ class _Problem:
             r_cgm = ca.vertcat(e_cgm[0], e_cgm[1:] - ca.DM(a[1:]) * e_cgm[:-1]) / ca.DM(scale)
         else:
             r_cgm = e_cgm / CGM_SD_MG_DL
-        prior_mu = np.log(np.array(pt.PRIOR_MEAN))
-        self.prior_mu, self.prior_sd = prior_mu, np.array(pt.PRIOR_LOG_SD)
-        w_prior = ca.DM(pt.prior_sqrt_information())
+        median, self.prior_sd = model.prior(base)
+        prior_mu = np.log(median)
+        self.prior_mu = prior_mu
+        w_prior = ca.DM(model.prior_sqrt_information(base))
         r = ca.vertcat(r_cgm,
-                       ca.mtimes(w_prior, z[:pt.N_FIT] - ca.DM(prior_mu)), e / MEAL_ERROR_LOG_SD)
+                       ca.mtimes(w_prior, z[:model.N_FIT] - ca.DM(prior_mu)), e / MEAL_ERROR_LOG_SD)
         self.f_r = ca.Function("r", [z], [r])
         self.f_j = ca.Function("j", [z], [ca.jacobian(r, z)])
         self.f_traj = ca.Function("traj", [z], [traj])
@@ -221,8 +232,12 @@ class _Problem:
 
 def fit_twin(data: PatientData, *, mcmc_samples: int = 0, seed: int = 0, weight_kg: float | None = None,
              start_min: float | None = None, end_min: float | None = None,
-             meal_effects: bool | None = None) -> TwinFit:
+             meal_effects: bool | None = None, model: str = DEFAULT_MODEL,
+             population_exclude: tuple[str, ...] = ()) -> TwinFit:
     """MAP fit (and optionally ``mcmc_samples`` posterior samples) of the personal twin to ``data``.
+
+    ``model``: the twin's equations (:data:`MODELS`). ``population_exclude``: reference subjects left out of the
+    ``uva`` twin's population (fixed parameters and prior), e.g. the subject a validation fits.
 
     Raises:
         FitRefusedError: the data cannot identify the parameters (reasons listed).
@@ -235,14 +250,16 @@ def fit_twin(data: PatientData, *, mcmc_samples: int = 0, seed: int = 0, weight_
     reasons = check_identifiable(data)
     if reasons:
         raise FitRefusedError(reasons)
-    base = _base_from(data, weight_kg)
+    mod = twin_model(model)
+    base = _base_from(data, weight_kg, model, population_exclude)
     t0 = float(np.floor(data.cgm_t_min[0] / pt.DT_MIN) * pt.DT_MIN)
     n_steps = int(np.ceil((data.cgm_t_min[-1] - t0) / pt.DT_MIN)) + 1
     prob = _Problem(data, base, t0, n_steps, float(data.cgm_mg_dl[0]),
-                    MEAL_EFFECTS if meal_effects is None else meal_effects)
+                    MEAL_EFFECTS if meal_effects is None else meal_effects, mod)
     z0 = np.concatenate([prob.prior_mu, np.zeros(prob.n_meals)])
-    lo = np.concatenate([prob.prior_mu - LOG_BOUND, np.full(prob.n_meals, -MEAL_ERROR_BOUND)])
-    hi = np.concatenate([prob.prior_mu + LOG_BOUND, np.full(prob.n_meals, MEAL_ERROR_BOUND)])
+    lo_th, hi_th = mod.log_bounds(base, LOG_BOUND)
+    lo = np.concatenate([lo_th, np.full(prob.n_meals, -MEAL_ERROR_BOUND)])
+    hi = np.concatenate([hi_th, np.full(prob.n_meals, MEAL_ERROR_BOUND)])
     res = least_squares(prob.residuals, z0, jac=prob.jacobian, bounds=(lo, hi), method="trf", x_scale="jac",
                         max_nfev=200, xtol=1e-8, ftol=1e-8)
     if res.status <= 0 or not np.all(np.isfinite(res.x)):
@@ -251,31 +268,31 @@ def fit_twin(data: PatientData, *, mcmc_samples: int = 0, seed: int = 0, weight_
     jac = prob.jacobian(z_full)
     hess = jac.T @ jac
     cov_full = np.linalg.pinv(hess)
-    z, cov = z_full[:pt.N_FIT], cov_full[:pt.N_FIT, :pt.N_FIT]
-    e_map = z_full[pt.N_FIT:]
-    carb_sd = (float(np.sqrt(np.mean(e_map ** 2 + np.diag(cov_full)[pt.N_FIT:]))) if e_map.size
+    z, cov = z_full[:mod.N_FIT], cov_full[:mod.N_FIT, :mod.N_FIT]
+    e_map = z_full[mod.N_FIT:]
+    carb_sd = (float(np.sqrt(np.mean(e_map ** 2 + np.diag(cov_full)[mod.N_FIT:]))) if e_map.size
                else MEAL_ERROR_LOG_SD)
     sd_post = np.sqrt(np.clip(np.diag(cov), 0, None))
     # Identifiability: the data must narrow the prior of the core parameters (overall sensitivity, basal glucose).
     ratio = sd_post / prob.prior_sd
     notes = []
-    core = {"insulin sensitivity": float(np.min(ratio[pt.I_ISF])), "basal glucose": float(ratio[pt.I_GB])}
+    core = {"insulin sensitivity": float(np.min(ratio[mod.I_ISF])), "basal glucose": float(ratio[mod.I_GB])}
     weak = [f"{k} (posterior/prior SD {v:.2f})" for k, v in core.items() if v > 0.9]
     if weak:
         raise FitRefusedError([f"the data do not identify {', '.join(weak)}"])
-    for i, name in enumerate(pt.FIT_PARAM_NAMES):
+    for i, name in enumerate(mod.FIT_PARAM_NAMES):
         if ratio[i] > 0.9:
             notes.append(f"{name}: not informed by the data, prior used")
     traj = np.asarray(prob.f_traj(z_full))
     g = traj[0, prob.idx]
     rmse = float(np.sqrt(np.mean((g - prob.cgm) ** 2)))
     mard = float(np.mean(np.abs(g - prob.cgm) / prob.cgm) * 100.0)
-    samples = np.zeros((0, pt.N_FIT))
+    samples = np.zeros((0, mod.N_FIT))
     if mcmc_samples > 0:
-        samples = np.exp(_metropolis(prob, z_full, cov_full, mcmc_samples, seed, lo, hi)[:, :pt.N_FIT])
-    x0 = pt.initial_state(base, np.exp(z), prob.x0_glucose)
+        samples = np.exp(_metropolis(prob, z_full, cov_full, mcmc_samples, seed, lo, hi)[:, :mod.N_FIT])
+    x0 = mod.initial_state(base, np.exp(z), prob.x0_glucose)
     return TwinFit(base, np.exp(z), cov, t0, x0, rmse, mard, int(prob.cgm.size), samples, tuple(notes),
-                   traj[:, -1].copy(), t0 + pt.DT_MIN * n_steps, carb_sd)
+                   traj[:, -1].copy(), t0 + pt.DT_MIN * n_steps, carb_sd, mod.NAME)
 
 
 def _metropolis(prob: _Problem, z_map: np.ndarray, cov: np.ndarray, n: int, seed: int,

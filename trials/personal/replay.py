@@ -103,7 +103,7 @@ def _twin_step(fit: TwinFit, theta: np.ndarray, x: np.ndarray, t_min: float, ins
                carbs_g: float, meal_index: int, current_meal: int) -> np.ndarray:
     inputs = pt.TwinInputs(t_min, np.array([insulin_u_per_min]), np.array([carbs_g]), np.array([meal_index]),
                            np.array([current_meal]))
-    return pt.simulate(fit.base, theta, inputs, x)[1]
+    return fit.twin_model.simulate(fit.base, theta, inputs, x)[1]
 
 
 def open_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_steps: int, x0: np.ndarray,
@@ -113,7 +113,7 @@ def open_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_s
     scaled = replace(data, boluses=tuple(replace(b, bolus_u=b.bolus_u * bolus_scale) for b in data.boluses))
     per_min = scaled.insulin_u_per_min(n_min)[int(t0):]
     inputs = pt.TwinInputs.from_minutes(t0, per_min, [(c.t_min, c.carbs_g) for c in data.carbs], n_steps)
-    traj = pt.simulate(fit.base, theta, inputs, x0)
+    traj = fit.twin_model.simulate(fit.base, theta, inputs, x0)
     g = traj[:-1, 0]
     return ArmResult(name, t0 + pt.DT_MIN * np.arange(n_steps), g, inputs.insulin_u_per_min * pt.DT_MIN,
                      glucose_metrics(g))

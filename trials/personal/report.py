@@ -75,7 +75,7 @@ def _state_at(fit: TwinFit, data: PatientData, t_min: float) -> np.ndarray:
     from patient_model import personal_twin as pt
     per_min = data.insulin_u_per_min(int(t_min) + 10)[int(fit.t0_min):]
     inputs = pt.TwinInputs.from_minutes(fit.t0_min, per_min, [(c.t_min, c.carbs_g) for c in data.carbs], res_n)
-    return pt.simulate(fit.base, fit.theta, inputs, fit.x0)[-1]
+    return fit.twin_model.simulate(fit.base, fit.theta, inputs, fit.x0)[-1]
 
 
 def write_replay_report(result: ReplayResult, fit: TwinFit, data: PatientData, out: str | Path) -> Path:
@@ -133,7 +133,7 @@ def _fit_figure(path: Path, fit: TwinFit, data: PatientData) -> Path:
     n = int((data.cgm_t_min[-1] - fit.t0_min) // 5)
     per_min = data.insulin_u_per_min(int(fit.t0_min + 5 * n) + 10)[int(fit.t0_min):]
     inputs = pt.TwinInputs.from_minutes(fit.t0_min, per_min, [(c.t_min, c.carbs_g) for c in data.carbs], n)
-    traj = pt.simulate(fit.base, fit.theta, inputs, fit.x0)
+    traj = fit.twin_model.simulate(fit.base, fit.theta, inputs, fit.x0)
     fig, ax = plt.subplots(figsize=(11, 3))
     ax.axhspan(70, 180, color="#3aa655", alpha=0.1, lw=0)
     ax.plot(data.cgm_t_min / 1440.0, data.cgm_mg_dl, ".", ms=1.5, color="#555555", label="CGM")

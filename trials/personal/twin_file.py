@@ -1,10 +1,12 @@
 """The twin file (``twin.json``): a fitted personal twin, readable by people and by ``twinloop replay``.
 
-Layout (version 1)::
+Layout (version 2; version 1 files, which have no ``model``, are ``bergman`` twins and still load)::
 
-    {"format": "twinloop-twin", "version": 1,
-     "base": {TwinParams fields},                       # the control twin from the programmed therapy
-     "parameters": {NAME: MAP value, ...},              # patient_model.personal_twin.FIT_PARAM_NAMES
+    {"format": "twinloop-twin", "version": 2,
+     "model": "uva" | "bergman",                        # trials.personal.fit.MODELS
+     "base": {...},                                     # uva: UvaTwinBase (weight, basal, population values,
+                                                        # prior); bergman: the control twin's TwinParams
+     "parameters": {NAME: MAP value, ...},              # FIT_PARAM_NAMES of the model
      "interval95": {NAME: [low, high], ...},            # Laplace approximation
      "cov_log": [[...]],                                # covariance of log(parameters)
      "samples": [[...], ...],                           # posterior samples (MCMC), may be empty
@@ -22,10 +24,13 @@ import numpy as np
 
 from patient_model import bergman_twin as bt
 from patient_model import personal_twin as pt
-from trials.personal.fit import MEAL_ERROR_LOG_SD, TwinFit
+from patient_model import personal_uva as pu
+from trials.personal.fit import MEAL_ERROR_LOG_SD, MODELS, TwinFit
 
 FORMAT = "twinloop-twin"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+_BASE_TYPES = {pt.NAME: bt.TwinParams, pu.NAME: pu.UvaTwinBase}
 
 
 class TwinFileError(ValueError):
@@ -35,7 +40,7 @@ class TwinFileError(ValueError):
 def to_dict(fit: TwinFit) -> dict:
     rows = fit.parameter_table()
     return {
-        "format": FORMAT, "version": VERSION,
+        "format": FORMAT, "version": VERSION, "model": fit.model,
         "base": fit.base.to_dict(),
         "parameters": {r["name"]: r["map"] for r in rows},
         "interval95": {r["name"]: [r["low95"], r["high95"]] for r in rows},
@@ -74,29 +79,33 @@ def load(path: str | Path) -> TwinFit:
         raise TwinFileError(f"{path}: cannot read ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise TwinFileError(f"{path}: not a twinloop twin file (format != {FORMAT!r})")
-    if doc.get("version") != VERSION:
-        raise TwinFileError(f"version: {doc.get('version')!r} not supported (expected {VERSION})")
+    if doc.get("version") not in READABLE_VERSIONS:
+        raise TwinFileError(f"version: {doc.get('version')!r} not supported (expected one of {READABLE_VERSIONS})")
+    model_name = doc.get("model", pt.NAME) if doc["version"] >= 2 else pt.NAME
+    if model_name not in MODELS:
+        raise TwinFileError(f"model: {model_name!r} unknown (known: {', '.join(MODELS)})")
+    mod = MODELS[model_name]
     try:
-        base = bt.TwinParams.from_dict(doc["base"])
-        theta = np.array([float(doc["parameters"][n]) for n in pt.FIT_PARAM_NAMES])
+        base = _BASE_TYPES[model_name].from_dict(doc["base"])
+        theta = np.array([float(doc["parameters"][n]) for n in mod.FIT_PARAM_NAMES])
     except (KeyError, TypeError, ValueError) as exc:
         raise TwinFileError(f"parameters/base: missing or invalid entry ({exc})") from exc
     if not np.all(np.isfinite(theta)) or np.any(theta <= 0):
         raise TwinFileError("parameters: every parameter must be finite and > 0")
     samples = _array(doc, "samples")
-    if samples.size and (samples.ndim != 2 or samples.shape[1] != pt.N_FIT):
-        raise TwinFileError(f"samples: expected shape (S, {pt.N_FIT}), got {samples.shape}")
-    samples = samples if samples.size else np.zeros((0, pt.N_FIT))
+    if samples.size and (samples.ndim != 2 or samples.shape[1] != mod.N_FIT):
+        raise TwinFileError(f"samples: expected shape (S, {mod.N_FIT}), got {samples.shape}")
+    samples = samples if samples.size else np.zeros((0, mod.N_FIT))
     fit = doc.get("fit", {})
     if not isinstance(fit, dict):
         raise TwinFileError("fit: expected an object")
-    cov = _array(doc, "cov_log", (pt.N_FIT,))
-    if cov.shape != (pt.N_FIT, pt.N_FIT):
-        raise TwinFileError(f"cov_log: expected shape ({pt.N_FIT}, {pt.N_FIT}), got {cov.shape}")
-    x0 = _array(doc, "x0", (pt.N_TWIN_STATES,))
-    end_state = _array(doc, "end_state", (pt.N_TWIN_STATES,))
-    if x0.shape != (pt.N_TWIN_STATES,) or end_state.shape != (pt.N_TWIN_STATES,):
-        raise TwinFileError(f"x0/end_state: expected {pt.N_TWIN_STATES} states each")
+    cov = _array(doc, "cov_log", (mod.N_FIT,))
+    if cov.shape != (mod.N_FIT, mod.N_FIT):
+        raise TwinFileError(f"cov_log: expected shape ({mod.N_FIT}, {mod.N_FIT}), got {cov.shape}")
+    x0 = _array(doc, "x0", (mod.N_TWIN_STATES,))
+    end_state = _array(doc, "end_state", (mod.N_TWIN_STATES,))
+    if x0.shape != (mod.N_TWIN_STATES,) or end_state.shape != (mod.N_TWIN_STATES,):
+        raise TwinFileError(f"x0/end_state: expected {mod.N_TWIN_STATES} states each")
     try:
         t0 = _finite(doc["t0_min"], "t0_min")
         t_end = _finite(doc.get("t_end_min", 0.0), "t_end_min")
@@ -109,7 +118,8 @@ def load(path: str | Path) -> TwinFit:
         raise TwinFileError(f"{exc.args[0]}: missing") from exc
     except (TypeError, ValueError) as exc:
         raise TwinFileError(f"fit/t0_min: invalid entry ({exc})") from exc
-    return TwinFit(base, theta, cov, t0, x0, stats[0], stats[1], stats[2], samples, notes, end_state, t_end, carb_sd)
+    return TwinFit(base, theta, cov, t0, x0, stats[0], stats[1], stats[2], samples, notes, end_state, t_end, carb_sd,
+                   model_name)
 
 
 def _finite(value: object, name: str, allow_nan: bool = False) -> float:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from trials.metrics import glucose_metrics
+from trials.personal.fit import DEFAULT_MODEL
 
 RMSE_LIMIT_MG_DL = 20.0
 TIR_LIMIT_POINTS = 5.0
@@ -87,8 +88,10 @@ def _cpu() -> float:
 
 def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int = 7,
                      carb_error_sd_pct: float = CARB_ERROR_SD_PCT, controller: str = "mpc",
-                     scenario: str = "hcl-3day", changed_therapy: bool = True) -> SubjectValidation:
-    """Fit, predict under the same therapy and (``changed_therapy``) under ``controller``; see the module doc."""
+                     scenario: str = "hcl-3day", changed_therapy: bool = True,
+                     model: str = DEFAULT_MODEL, meal_effects: bool | None = None) -> SubjectValidation:
+    """Fit, predict under the same therapy and (``changed_therapy``) under ``controller``; see the module doc.
+    The twin's population (``uva`` model) leaves the subject out: its own parameters are not in its prior."""
     from trials.personal.fit import fit_twin
     from trials.personal.replay import closed_loop, open_loop, open_loop_ensemble, settings_from_profile
     from trials.personal.synthetic import generate
@@ -100,7 +103,8 @@ def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int 
     end = days * 1440.0
     fit_data = data.window(-np.inf, split)
     c0 = _cpu()
-    fit = fit_twin(fit_data, end_min=split)
+    fit = fit_twin(fit_data, end_min=split, model=model, population_exclude=(name,),
+                    meal_effects=meal_effects)
     fit_cpu = _cpu() - c0
     t0 = fit.t_end_min
     n = int((end - t0) // 5)
@@ -142,10 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--carb-error", type=float, default=CARB_ERROR_SD_PCT)
     ap.add_argument("--controller", default="mpc")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="twin equations: uva (default) or bergman")
+    ap.add_argument("--meal-effects", choices=("default", "on", "off"), default="default",
+                    help="per-entry carb-counting random effects in the fit (default: the fit's default)")
     args = ap.parse_args(argv)
     out = []
     for s in args.subjects:
-        v = validate_subject(s, seed=args.seed, carb_error_sd_pct=args.carb_error, controller=args.controller)
+        v = validate_subject(s, seed=args.seed, carb_error_sd_pct=args.carb_error, controller=args.controller,
+                             model=args.model,
+                             meal_effects=None if args.meal_effects == "default" else args.meal_effects == "on")
         print(v.line(), flush=True)
         out.append(v.to_dict())
     print(json.dumps(out))

@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mcmc", type=int, default=0, metavar="N", help="posterior samples by MCMC (default 0: MAP only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--days", type=float, default=None, help="fit only the first DAYS days")
+    p.add_argument("--model", choices=("uva", "bergman"), default="uva",
+                   help="twin equations: uva (UVA/Padova structure, population priors; default) or bergman "
+                        "(minimal model around the programmed settings)")
+    p.add_argument("--weight", type=float, default=None, metavar="KG",
+                   help="body weight in kg (default: from the data's profile, else 70)")
     p.add_argument("--meal-effects", action="store_true",
                    help="estimate every carb entry's counting error as a random effect (see docs/twin-fit.md)")
     p.set_defaults(handler=run)
@@ -25,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     from trials.personal.importers import PatientDataError, load_patient_data
     from trials.personal.twin_file import save
 
-    if args.mcmc < 0 or (args.days is not None and not args.days > 0):
-        print("twinloop fit: --mcmc must be >= 0 and --days > 0", file=sys.stderr)
+    if args.mcmc < 0 or (args.days is not None and not args.days > 0) or (
+            args.weight is not None and not 10.0 <= args.weight <= 250.0):
+        print("twinloop fit: --mcmc must be >= 0, --days > 0 and --weight within 10-250 kg", file=sys.stderr)
         return 2
     try:
         data = load_patient_data(args.data)
@@ -39,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"data issue: {issue.kind.value}{where}{row}: {issue.detail}", file=sys.stderr)
     end = None if args.days is None else float(data.cgm_t_min[0] + args.days * 1440)
     try:
-        fit = fit_twin(data, mcmc_samples=args.mcmc, seed=args.seed, end_min=end, meal_effects=args.meal_effects)
+        fit = fit_twin(data, mcmc_samples=args.mcmc, seed=args.seed, end_min=end, meal_effects=args.meal_effects,
+                       model=args.model, weight_kg=args.weight)
     except FitRefusedError as exc:
         print(f"twinloop fit: refused: {exc}", file=sys.stderr)
         return 2
@@ -47,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"twinloop fit: {exc}", file=sys.stderr)
         return 1
     save(fit, args.out)
-    print(f"twin written to {args.out}: CGM RMSE {fit.rmse_mg_dl:.1f} mg/dL, MARD {fit.mard_pct:.1f} % "
+    if fit.model == "uva" and args.weight is None and data.weight_kg is None:
+        print("note: body weight unknown, 70 kg assumed (give --weight)", file=sys.stderr)
+    print(f"twin written to {args.out} ({fit.model} twin): CGM RMSE {fit.rmse_mg_dl:.1f} mg/dL, MARD {fit.mard_pct:.1f} % "
           f"over {fit.n_readings} readings; {len(data.issues)} data issue(s) reported")
     for row in fit.parameter_table():
         print(f"  {row['name']:32s} {row['map']:10.4g}  95% [{row['low95']:.4g}, {row['high95']:.4g}]")
