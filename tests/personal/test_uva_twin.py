@@ -107,3 +107,14 @@ def test_base_round_trips_and_rejects_bad_values() -> None:
     short["prior_log_sd"] = short["prior_log_sd"][:3]
     with pytest.raises(ValueError):
         pu.UvaTwinBase.from_dict(short)
+
+
+def test_carb_counting_floor_is_exact_without_counting_error() -> None:
+    """The floor of the same-therapy prediction (the true subject given the announced carbs) reproduces the record
+    exactly when the announced carbs are the eaten ones, and departs from it when they are not."""
+    from trials.personal.validation import carb_counting_floor
+
+    exact = carb_counting_floor("adult#001", seed=2, days=3, fit_days=2, carb_error_sd_pct=0.0)
+    assert abs(exact["tir_error"]) < 1e-9 and abs(exact["bias_mg_dl"]) < 5.0
+    noisy = carb_counting_floor("adult#001", seed=2, days=3, fit_days=2, carb_error_sd_pct=20.0)
+    assert noisy["rmse_mg_dl"] > exact["rmse_mg_dl"]

@@ -137,6 +137,38 @@ def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int 
                              twin_arm.metrics["tir_pct"], tir_plasma, ctrl_plasma)
 
 
+def carb_counting_floor(name: str, *, seed: int = 1, days: int = 10, fit_days: int = 7,
+                        carb_error_sd_pct: float = CARB_ERROR_SD_PCT, scenario: str = "hcl-3day") -> dict:
+    """The best any twin can do on the same-therapy prediction: the subject itself (true parameters, true state)
+    driven by the recorded insulin and the *announced* carbs (each eaten meal scaled to its entry), scored like
+    :func:`validate_subject` against the CGM of the predicted days (RMSE, bias) and the true TIR (single trace)."""
+    from patient_model.cohort import load_subject
+    from patient_model.uva_padova import CohortSimulator, UvaPadovaParams
+    from trials.personal.synthetic import generate
+
+    rec = generate(name, days=days, seed=seed, scenario=scenario, carb_error_sd_pct=carb_error_sd_pct)
+    eaten = rec.cho_g_per_min
+    announced = eaten.copy()
+    for c in rec.data.carbs:
+        if c.t_min < fit_days * 1440:
+            continue                  # the fitted days are eaten as eaten: the true state at the split
+        t = end = int(c.t_min)
+        while end < eaten.size and eaten[end] > 0:
+            end += 1
+        total = eaten[t:end].sum()
+        if total > 0:
+            announced[t:end] *= c.carbs_g / total
+    sim = CohortSimulator(UvaPadovaParams.from_subjects([load_subject(name)]))
+    g = sim.run(announced[:, None], rec.insulin_u_per_min[:, None]).gsub_mg_dl[:, 0]
+    t0 = fit_days * 1440
+    m = rec.data.cgm_t_min >= t0
+    err = g[rec.data.cgm_t_min[m].astype(int)] - rec.data.cgm_mg_dl[m]
+    tir = glucose_metrics(g[t0:days * 1440:5])["tir_pct"]
+    tir_true = glucose_metrics(rec.gsub_mg_dl[t0:days * 1440:5])["tir_pct"]
+    return {"subject": name, "seed": seed, "rmse_mg_dl": float(np.sqrt(np.mean(err ** 2))),
+            "bias_mg_dl": float(np.mean(err)), "tir_pct": tir, "tir_true_pct": tir_true, "tir_error": tir - tir_true}
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
@@ -149,7 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=DEFAULT_MODEL, help="twin equations: uva (default) or bergman")
     ap.add_argument("--meal-effects", choices=("default", "on", "off"), default="default",
                     help="per-entry carb-counting random effects in the fit (default: the fit's default)")
+    ap.add_argument("--floor", action="store_true",
+                    help="print the carb-counting floor (the true subject given the announced carbs) instead")
     args = ap.parse_args(argv)
+    if args.floor:
+        rows = [carb_counting_floor(s, seed=args.seed, carb_error_sd_pct=args.carb_error) for s in args.subjects]
+        for r in rows:
+            print(f"{r['subject']:15s} seed {r['seed']}  floor RMSE {r['rmse_mg_dl']:5.1f} (bias {r['bias_mg_dl']:+5.1f})"
+                  f"  TIR {r['tir_pct']:5.1f} vs true {r['tir_true_pct']:5.1f} ({r['tir_error']:+5.1f})")
+        print(json.dumps(rows))
+        return 0
     out = []
     for s in args.subjects:
         v = validate_subject(s, seed=args.seed, carb_error_sd_pct=args.carb_error, controller=args.controller,
