@@ -1,9 +1,11 @@
 """Fit a personal twin to a patient's data: maximum a posteriori with physiological priors, optional MCMC.
 
-The model is :mod:`patient_model.personal_twin`. Parameters are fitted in log space; the likelihood compares the
-simulated glucose with every CGM reading (Gaussian, SD ``CGM_SD_MG_DL`` for sensor noise plus model error, AR(1)
-correlated between consecutive readings, :data:`RESIDUAL_AR1`); the prior
-is log-normal around the programmed therapy (:data:`~patient_model.personal_twin.PRIOR_MEAN`). The whole-horizon
+The model is :mod:`patient_model.personal_uva` (UVA/Padova structure, population priors; the default) or
+:mod:`patient_model.personal_twin` (the minimal-model twin, ``model="bergman"``); both offer the same functions
+(``casadi_trajectory``, ``simulate``, ``prior``, ``log_bounds``, ...). Parameters are fitted in log space; the
+likelihood compares the simulated glucose with every CGM reading (Gaussian, SD ``CGM_SD_MG_DL`` for sensor noise
+plus model error, AR(1) correlated between consecutive readings, :data:`RESIDUAL_AR1`); the prior
+is log-normal (the model's ``prior``: the reference population, or the programmed therapy). The whole-horizon
 simulation is a CasADi graph (RK4 steps of 5 min mapped over the days), so the Jacobian is exact and cheap; the MAP
 is a bounded Gauss-Newton/trust-region solve (``scipy.optimize.least_squares``) whose status is checked.
 Uncertainty: the Laplace approximation (inverse Gauss-Newton Hessian) and, optionally, random-walk Metropolis samples
@@ -135,7 +137,7 @@ def twin_model(name: str) -> ModuleType:
         raise ValueError(f"unknown twin model {name!r}; known: {', '.join(MODELS)}") from None
 
 
-def _base_from(data: PatientData, weight_kg: float | None, model: str = pt.NAME,
+def _base_from(data: PatientData, weight_kg: float | None, model: str = DEFAULT_MODEL,
                population_exclude: tuple[str, ...] = ()) -> Any:
     prof = data.profile
     grid = np.arange(0, 1440, 30.0)
@@ -170,7 +172,7 @@ class _Problem:
     """The CasADi residual function r(z) and its Jacobian for one data window (z = log theta)."""
 
     def __init__(self, data: PatientData, base: Any, t0_min: float, n_steps: int,
-                 x0_glucose: float, meal_effects: bool = True, model: ModuleType = pt) -> None:
+                 x0_glucose: float, meal_effects: bool = True, model: ModuleType = pu) -> None:
         import casadi as ca
 
         per_min = data.insulin_u_per_min(int(t0_min + n_steps * 5 + 5))[int(t0_min):]

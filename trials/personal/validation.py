@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.floor:
         rows = [carb_counting_floor(s, seed=args.seed, carb_error_sd_pct=args.carb_error) for s in args.subjects]
         for r in rows:
-            print(f"{r['subject']:15s} seed {r['seed']}  floor RMSE {r['rmse_mg_dl']:5.1f} (bias {r['bias_mg_dl']:+5.1f})"
+            print(f"{r['subject']:15s} seed {r['seed']}  floor RMSE {r['rmse_mg_dl']:5.1f} "
+                  f"(bias {r['bias_mg_dl']:+5.1f})"
                   f"  TIR {r['tir_pct']:5.1f} vs true {r['tir_true_pct']:5.1f} ({r['tir_error']:+5.1f})")
         print(json.dumps(rows))
         return 0

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     save(fit, args.out)
     if fit.model == "uva" and args.weight is None and data.weight_kg is None:
         print("note: body weight unknown, 70 kg assumed (give --weight)", file=sys.stderr)
-    print(f"twin written to {args.out} ({fit.model} twin): CGM RMSE {fit.rmse_mg_dl:.1f} mg/dL, MARD {fit.mard_pct:.1f} % "
+    print(f"twin written to {args.out} ({fit.model} twin): CGM RMSE {fit.rmse_mg_dl:.1f} mg/dL, "
+          f"MARD {fit.mard_pct:.1f} % "
           f"over {fit.n_readings} readings; {len(data.issues)} data issue(s) reported")
     for row in fit.parameter_table():
         print(f"  {row['name']:32s} {row['map']:10.4g}  95% [{row['low95']:.4g}, {row['high95']:.4g}]")
