@@ -24,6 +24,8 @@ import numpy as np
 from patient_model import bergman_twin as bt
 
 NAME = "bergman"
+BASE_TYPE = bt.TwinParams
+"""What the twin does not fit (the control twin's parameters from the programmed therapy); ``from_dict`` reads it."""
 ISF_BLOCKS_H: tuple[tuple[float, float], ...] = ((0, 6), (6, 11), (11, 17), (17, 24))
 MEAL_TYPES: tuple[str, ...] = ("breakfast", "lunch", "dinner", "snack")
 FIT_PARAM_NAMES: tuple[str, ...] = (

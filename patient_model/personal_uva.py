@@ -128,6 +128,10 @@ class UvaTwinBase:
         return base
 
 
+BASE_TYPE = UvaTwinBase
+"""What the twin does not fit; ``from_dict`` reads it (the twin file)."""
+
+
 @functools.lru_cache(maxsize=8)
 def _population(exclude: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
     from patient_model.cohort import load_all

@@ -22,15 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from patient_model import bergman_twin as bt
 from patient_model import personal_twin as pt
-from patient_model import personal_uva as pu
-from trials.personal.fit import MEAL_ERROR_LOG_SD, MODELS, TwinFit
+from trials.personal.fit import MEAL_ERROR_LOG_SD, TwinFit, twin_model
 
 FORMAT = "twinloop-twin"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
-_BASE_TYPES = {pt.NAME: bt.TwinParams, pu.NAME: pu.UvaTwinBase}
 
 
 class TwinFileError(ValueError):
@@ -82,11 +79,12 @@ def load(path: str | Path) -> TwinFit:
     if doc.get("version") not in READABLE_VERSIONS:
         raise TwinFileError(f"version: {doc.get('version')!r} not supported (expected one of {READABLE_VERSIONS})")
     model_name = doc.get("model", pt.NAME) if doc["version"] >= 2 else pt.NAME
-    if model_name not in MODELS:
-        raise TwinFileError(f"model: {model_name!r} unknown (known: {', '.join(MODELS)})")
-    mod = MODELS[model_name]
     try:
-        base = _BASE_TYPES[model_name].from_dict(doc["base"])
+        mod = twin_model(model_name)
+    except ValueError as exc:
+        raise TwinFileError(f"model: {exc}") from exc
+    try:
+        base = mod.BASE_TYPE.from_dict(doc["base"])
         theta = np.array([float(doc["parameters"][n]) for n in mod.FIT_PARAM_NAMES])
     except (KeyError, TypeError, ValueError) as exc:
         raise TwinFileError(f"parameters/base: missing or invalid entry ({exc})") from exc
