@@ -148,6 +148,15 @@ def test_corrupt_twin_file(fitted, tmp_path, corrupt) -> None:
         load(bad)
 
 
+def test_version_2_twin_file_must_name_its_model(fitted, tmp_path) -> None:
+    """A version-2 file without ``model`` is refused by name, not read as another model's parameters."""
+    doc = json.loads(save(fitted, tmp_path / "good.json").read_text())
+    del doc["model"]
+    (tmp_path / "nomodel.json").write_text(json.dumps(doc))
+    with pytest.raises(TwinFileError, match="^model: missing"):
+        load(tmp_path / "nomodel.json")
+
+
 def test_missing_twin_file(tmp_path) -> None:
     with pytest.raises(TwinFileError):
         load(tmp_path / "absent.json")

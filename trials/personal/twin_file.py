@@ -78,7 +78,9 @@ def load(path: str | Path) -> TwinFit:
         raise TwinFileError(f"{path}: not a twinloop twin file (format != {FORMAT!r})")
     if doc.get("version") not in READABLE_VERSIONS:
         raise TwinFileError(f"version: {doc.get('version')!r} not supported (expected one of {READABLE_VERSIONS})")
-    model_name = doc.get("model", pt.NAME) if doc["version"] >= 2 else pt.NAME
+    if doc["version"] >= 2 and "model" not in doc:
+        raise TwinFileError("model: missing (a version 2 twin file names its twin equations)")
+    model_name = doc["model"] if doc["version"] >= 2 else pt.NAME
     try:
         mod = twin_model(model_name)
     except ValueError as exc:

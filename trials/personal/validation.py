@@ -15,7 +15,9 @@ to the first ``fit_days`` days, then
   controller (same settings) at the same minute on the UVA/Padova simulator.
 
 Acceptance: RMSE <= 20 mg/dL, |TIR predicted - TIR true| <= 5 points for both.
-Usage: ``.venv/bin/python -m trials.personal.validation [SUBJECT ...] [--seed 1] [--carb-error 10]``.
+Usage: ``.venv/bin/python -m trials.personal.validation [SUBJECT|COHORT ...] [--seed 1] [--carb-error 10]
+[--workers N] [--floor]`` (``all`` = the 30 reference subjects); the last lines are a summary and the figures as
+JSON.
 """
 
 from __future__ import annotations
@@ -169,12 +171,61 @@ def carb_counting_floor(name: str, *, seed: int = 1, days: int = 10, fit_days: i
             "bias_mg_dl": float(np.mean(err)), "tir_pct": tir, "tir_true_pct": tir_true, "tir_error": tir - tir_true}
 
 
+def resolve_subjects(specs: list[str]) -> list[str]:
+    """Subject names from names or cohort specs (``all``, ``adults``, ...; :func:`patient_model.cohort.resolve_cohort`),
+    in order, without repeats."""
+    from patient_model.cohort import resolve_cohort
+
+    names: list[str] = []
+    for spec in specs:
+        for subject in resolve_cohort(spec):
+            if subject.name not in names:
+                names.append(subject.name)
+    return names
+
+
+def _validate_task(task: dict) -> dict:
+    """One subject on a worker process: the figures and the printed line."""
+    v = validate_subject(**task)
+    return {**v.to_dict(), "line": v.line()}
+
+
+def _floor_task(task: dict) -> dict:
+    return carb_counting_floor(**task)
+
+
+def summarize(rows: list[dict], floor: bool = False) -> str:
+    """One line: how many runs meet each criterion, and the mean errors."""
+    n = len(rows)
+    if n == 0:
+        return "no runs"
+    rmse_key = "rmse_mg_dl" if floor else "pred_rmse_mg_dl"
+    rmse = np.array([r[rmse_key] for r in rows])
+    tir = np.abs([r["tir_error"] for r in rows])
+    text = (f"{n} runs: RMSE <= {RMSE_LIMIT_MG_DL:g} in {int(np.sum(rmse <= RMSE_LIMIT_MG_DL))}, "
+            f"|TIR error| <= {TIR_LIMIT_POINTS:g} in {int(np.sum(tir <= TIR_LIMIT_POINTS))}")
+    if not floor:
+        ctrl = np.abs([r["ctrl_tir_error"] for r in rows])
+        text += (f", changed therapy |TIR error| <= {TIR_LIMIT_POINTS:g} in {int(np.sum(ctrl <= TIR_LIMIT_POINTS))}; "
+                 f"all three in {sum(bool(r['passed']) for r in rows)}. Means: RMSE {rmse.mean():.1f} mg/dL, "
+                 f"|TIR error| {tir.mean():.1f}, changed therapy {np.mean(ctrl):.1f} points")
+    else:
+        text += (f"; both in {int(np.sum((rmse <= RMSE_LIMIT_MG_DL) & (tir <= TIR_LIMIT_POINTS)))}. "
+                 f"Means: RMSE {rmse.mean():.1f} mg/dL, |TIR error| {tir.mean():.1f} points")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
+    from patient_model.cohort import CohortSpecError, UnknownGroupError, UnknownSubjectError
+    from trials.distributed import SchedulerError, execute
+
     ap = argparse.ArgumentParser(description="validate the personal twin on reference subjects")
-    ap.add_argument("subjects", nargs="*", default=list(SUBJECTS))
+    ap.add_argument("subjects", nargs="*", default=list(SUBJECTS),
+                    help="subject names or cohort specs (all, adults, adolescents, children); default: "
+                         + ", ".join(SUBJECTS))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--carb-error", type=float, default=CARB_ERROR_SD_PCT)
     ap.add_argument("--controller", default="mpc")
@@ -183,24 +234,41 @@ def main(argv: list[str] | None = None) -> int:
                     help="per-entry carb-counting random effects in the fit (default: the fit's default)")
     ap.add_argument("--floor", action="store_true",
                     help="print the carb-counting floor (the true subject given the announced carbs) instead")
+    ap.add_argument("--workers", type=int, default=1, help="local worker processes (one subject each)")
+    ap.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port) instead")
     args = ap.parse_args(argv)
+    try:
+        names = resolve_subjects(args.subjects)
+    except (CohortSpecError, UnknownGroupError, UnknownSubjectError) as exc:
+        ap.error(str(exc))
+    common = {"seed": args.seed, "carb_error_sd_pct": args.carb_error}
     if args.floor:
-        rows = [carb_counting_floor(s, seed=args.seed, carb_error_sd_pct=args.carb_error) for s in args.subjects]
-        for r in rows:
+        fn, tasks = _floor_task, [{"name": s, **common} for s in names]
+    else:
+        meal = None if args.meal_effects == "default" else args.meal_effects == "on"
+        fn = _validate_task
+        tasks = [{"name": s, **common, "controller": args.controller, "model": args.model, "meal_effects": meal}
+                 for s in names]
+    rows: list[dict] = []
+
+    def show(r: dict) -> None:
+        rows.append(r)
+        if args.floor:
             print(f"{r['subject']:15s} seed {r['seed']}  floor RMSE {r['rmse_mg_dl']:5.1f} "
                   f"(bias {r['bias_mg_dl']:+5.1f})"
-                  f"  TIR {r['tir_pct']:5.1f} vs true {r['tir_true_pct']:5.1f} ({r['tir_error']:+5.1f})")
-        print(json.dumps(rows))
-        return 0
-    out = []
-    for s in args.subjects:
-        v = validate_subject(s, seed=args.seed, carb_error_sd_pct=args.carb_error, controller=args.controller,
-                             model=args.model,
-                             meal_effects=None if args.meal_effects == "default" else args.meal_effects == "on")
-        print(v.line(), flush=True)
-        out.append(v.to_dict())
-    print(json.dumps(out))
-    return 0 if all(o["passed"] for o in out) else 1
+                  f"  TIR {r['tir_pct']:5.1f} vs true {r['tir_true_pct']:5.1f} ({r['tir_error']:+5.1f})", flush=True)
+        else:
+            print(r.pop("line"), flush=True)
+
+    try:
+        execute(fn, tasks, workers=args.workers, scheduler=args.scheduler, progress=show)
+    except SchedulerError as exc:
+        print(f"validation: {exc}")
+        return 2
+    rows.sort(key=lambda r: names.index(r["subject"]))
+    print(summarize(rows, floor=args.floor))
+    print(json.dumps(rows))
+    return 0 if args.floor or all(r["passed"] for r in rows) else 1
 
 
 if __name__ == "__main__":
