@@ -12,7 +12,8 @@ import pytest
 
 from patient_model import personal_twin as pt
 from patient_model import personal_uva as pu
-from trials.personal.fit import FitRefusedError, fit_twin
+from trials.personal import fit as fit_mod
+from trials.personal.fit import FitRefusedError, check_identifiable, fit_twin
 from trials.personal.patient_data import write_csv
 from trials.personal.synthetic import generate
 from trials.personal.twin_file import TwinFileError, load, save
@@ -91,6 +92,41 @@ def test_refuses_sparse_cgm(record) -> None:
 def test_refuses_no_cgm(record) -> None:
     d = record.data
     assert "no CGM" in _reasons(dataclasses.replace(d, cgm_t_min=d.cgm_t_min[:0], cgm_mg_dl=d.cgm_mg_dl[:0]))
+
+
+def test_refuses_cgm_stuck_at_its_limits(record) -> None:
+    """A record mostly at the sensor's LOW (39) or HIGH (401) is refused: such readings bound glucose."""
+    d = record.data
+    v = d.cgm_mg_dl.copy()
+    v[: v.size // 2] = 39.0
+    assert "sensor's limits" in _reasons(dataclasses.replace(d, cgm_mg_dl=v))
+    v[: v.size // 10] = 401.0
+    v[v.size // 10:] = d.cgm_mg_dl[v.size // 10:]
+    assert "sensor's limits" not in " ".join(check_identifiable(dataclasses.replace(d, cgm_mg_dl=v)))
+
+
+def test_readings_at_the_cgm_limits_are_one_sided_bounds(record) -> None:
+    """LOW/HIGH readings are not in the AR(1) chain of values: a HIGH (>= 401) reading costs only while the twin
+    is below 401, by (401 - g) / sd; a LOW (<= 39) one only while it is above 39."""
+    d = record.data.window(0, 2.5 * 1440)
+    v = d.cgm_mg_dl.copy()
+    k_high, k_low = 300, 400
+    v[k_high], v[k_low] = 401.0, 39.0
+    data = dataclasses.replace(d, cgm_mg_dl=v)
+    base = fit_mod._base_from(data, None)
+    t0 = float(np.floor(d.cgm_t_min[0] / 5.0) * 5.0)
+    n = int(np.ceil((d.cgm_t_min[-1] - t0) / 5.0)) + 1
+    prob = fit_mod._Problem(data, base, t0, n, float(v[0]), False, pu)
+    clean = fit_mod._Problem(d, base, t0, n, float(v[0]), False, pu)
+    assert prob.cgm.size == clean.cgm.size - 2 and 401.0 not in prob.cgm and 39.0 not in prob.cgm
+    z = prob.prior_mu
+    r = prob.residuals(z)
+    g = pu.simulate(base, np.exp(z), prob.inputs, pu.initial_state(base, np.exp(z), float(v[0])))[1:, 0]
+    g_high, g_low = g[prob._grid_index(d.cgm_t_min[[k_high, k_low]])]
+    n_chain = prob.cgm.size
+    assert r[n_chain] == pytest.approx(max(g_low - 39.0, 0.0) / fit_mod.CGM_SD_MG_DL, rel=1e-6)
+    assert r[n_chain + 1] == pytest.approx((401.0 - g_high) / fit_mod.CGM_SD_MG_DL, rel=1e-6)
+    assert r.size == clean.residuals(z).size
 
 
 def test_twin_file_round_trip(fitted, tmp_path) -> None:

@@ -72,6 +72,23 @@ def test_gaps_duplicates_and_impossible_values_are_reported_not_dropped_silently
     assert len(data.cgm_mg_dl) + kinds.count(IssueKind.DUPLICATE) + 1 + 1 + 1 == len(entries)
 
 
+def test_readings_at_the_cgm_limits_are_reported_as_censored_runs() -> None:
+    """Nightscout stores the CGM's LOW as 39 and HIGH as 401: kept (they are information) and reported, one issue
+    per run, as bounds rather than values."""
+    t0 = datetime(2026, 3, 1, 0, 0, tzinfo=timezone.utc)
+    values = [80, 39, 39, 39, 70, 120, 401, 401, 300]
+    entries = [{"type": "sgv", "sgv": v, "date": _ms(t0 + timedelta(minutes=5 * i))} for i, v in enumerate(values)]
+    profile = [{"store": {"p": {"timezone": "UTC", "basal": [{"time": "00:00", "value": 1}],
+                                "sens": [{"time": "00:00", "value": 40}], "carbratio": [{"time": "00:00", "value": 9}]}},
+                "defaultProfile": "p"}]
+    data = nightscout_from_documents(entries, [], profile)
+    assert list(data.cgm_mg_dl) == values
+    runs = [i for i in data.issues if i.kind is IssueKind.CENSORED]
+    assert [(r.t_min, "LOW" in r.detail, "3 reading" in r.detail) for r in runs][0] == (5.0, True, True)
+    assert runs[1].t_min == 30.0 and "HIGH" in runs[1].detail and "2 reading" in runs[1].detail
+    assert len(runs) == 2
+
+
 def test_csv_layout_with_mmol_and_naive_local_times(tmp_path) -> None:
     (tmp_path / "p.profile.json").write_text(json.dumps({
         "timezone": "America/New_York", "units": "mg/dl", "basal": [["00:00", 0.9]], "isf": [["00:00", 45]],

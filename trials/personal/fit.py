@@ -28,7 +28,7 @@ import numpy as np
 
 from patient_model import personal_twin as pt
 from patient_model import personal_uva as pu
-from trials.personal.patient_data import PatientData
+from trials.personal.patient_data import CGM_HIGH_MG_DL, CGM_LOW_MG_DL, PatientData, censored_masks
 
 CGM_SD_MG_DL = 15.0
 """Likelihood SD (marginal, per reading): CGM error (~10-12 mg/dL) plus model error."""
@@ -42,6 +42,10 @@ BURN_IN_MIN = 180.0
 """Residuals of the first hours are ignored: the state at the start (insulin and carbs on board) is unknown."""
 MIN_DAYS = 2.0
 MIN_CGM_COVERAGE = 0.6
+MAX_CENSORED_FRACTION = 0.2
+"""Refuse when more of the CGM readings than this are at the sensor's LOW/HIGH limits: they bound glucose without
+measuring it, and such a record (a sensor failing, or a patient outside the sensor's range for days) cannot
+identify the twin."""
 LOG_BOUND = 2.5  # theta within e^-2.5 .. e^2.5 of the prior median (about x0.08 .. x12)
 MEAL_ERROR_LOG_SD = 0.15
 """Carb-counting uncertainty (log scale, ~15 %) of the patient's entries. With ``meal_effects`` every entry's carbs
@@ -79,7 +83,8 @@ class TwinFit:
         cov_log: Laplace covariance of log(theta).
         samples: posterior samples of theta (natural units), shape (S, n) — empty without MCMC.
         t0_min: start of the fitted window (absolute minutes, local); x0 its initial state.
-        rmse_mg_dl, mard_pct: goodness of fit of the fitted trace against the CGM readings used.
+        rmse_mg_dl, mard_pct: goodness of fit of the fitted trace against the CGM readings used (not those at the
+            sensor's LOW/HIGH limits, which enter the fit as bounds).
         n_readings: CGM readings in the likelihood.
         notes: what the fit reports (e.g. parameters left at their prior because the data said nothing).
         carb_error_log_sd: the spread of the entries' carb-counting errors (log scale): estimated from the per-entry
@@ -161,6 +166,11 @@ def check_identifiable(data: PatientData) -> list[str]:
     coverage = data.cgm_t_min.size * 5.0 / max(span_min, 1.0)
     if coverage < MIN_CGM_COVERAGE:
         reasons.append(f"CGM covers {coverage:.0%} of the time; at least {MIN_CGM_COVERAGE:.0%} needed")
+    low, high = censored_masks(data.cgm_mg_dl)
+    censored = float(np.mean(low | high))
+    if censored > MAX_CENSORED_FRACTION:
+        reasons.append(f"{censored:.0%} of the CGM readings are at the sensor's limits (LOW <= {CGM_LOW_MG_DL:g}, "
+                       f"HIGH >= {CGM_HIGH_MG_DL:g} mg/dL); at most {MAX_CENSORED_FRACTION:.0%} can be used")
     if not data.boluses:
         reasons.append("no boluses: insulin sensitivity cannot be separated from basal glucose")
     if not data.carbs:
@@ -180,11 +190,13 @@ class _Problem:
         self.base, self.t0_min, self.n_steps = base, t0_min, n_steps
         self.x0_glucose = x0_glucose
         grid_t = t0_min + pt.DT_MIN * np.arange(1, n_steps + 1)
-        # CGM readings mapped to the grid point at or after them (state after step k is at t0 + 5 (k + 1)).
         m = (data.cgm_t_min >= t0_min + BURN_IN_MIN) & (data.cgm_t_min < grid_t[-1])
-        self.cgm_t = data.cgm_t_min[m]
-        self.cgm = data.cgm_mg_dl[m]
-        self.idx = np.clip(np.ceil((self.cgm_t - t0_min) / pt.DT_MIN).astype(int) - 1, 0, n_steps - 1)
+        low, high = censored_masks(data.cgm_mg_dl)
+        # Readings at the CGM's limits are bounds (one-sided residuals below), not values in the AR(1) chain.
+        self.cgm_t = data.cgm_t_min[m & ~low & ~high]
+        self.cgm = data.cgm_mg_dl[m & ~low & ~high]
+        self.idx = self._grid_index(self.cgm_t)
+        low_idx, high_idx = self._grid_index(data.cgm_t_min[m & low]), self._grid_index(data.cgm_t_min[m & high])
 
         inp = self.inputs
         meal_steps = np.flatnonzero(inp.carbs_g > 0) if meal_effects else np.zeros(0, dtype=int)
@@ -211,6 +223,10 @@ class _Problem:
             r_cgm = ca.vertcat(e_cgm[0], e_cgm[1:] - ca.DM(a[1:]) * e_cgm[:-1]) / ca.DM(scale)
         else:
             r_cgm = e_cgm / CGM_SD_MG_DL
+        if low_idx.size:       # LOW: glucose at most the limit
+            r_cgm = ca.vertcat(r_cgm, ca.fmax(g[low_idx.tolist()] - CGM_LOW_MG_DL, 0.0) / CGM_SD_MG_DL)
+        if high_idx.size:      # HIGH: glucose at least the limit
+            r_cgm = ca.vertcat(r_cgm, ca.fmax(CGM_HIGH_MG_DL - g[high_idx.tolist()], 0.0) / CGM_SD_MG_DL)
         median, self.prior_sd = model.prior(base)
         prior_mu = np.log(median)
         self.prior_mu = prior_mu
@@ -220,6 +236,10 @@ class _Problem:
         self.f_r = ca.Function("r", [z], [r])
         self.f_j = ca.Function("j", [z], [ca.jacobian(r, z)])
         self.f_traj = ca.Function("traj", [z], [traj])
+
+    def _grid_index(self, t_min: np.ndarray) -> np.ndarray:
+        """Readings mapped to the grid point at or after them (the state after step k is at t0 + 5 (k + 1))."""
+        return np.clip(np.ceil((t_min - self.t0_min) / pt.DT_MIN).astype(int) - 1, 0, self.n_steps - 1)
 
     def residuals(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(self.f_r(z)).ravel()

@@ -29,7 +29,7 @@ import numpy as np
 
 from safety.units import mmol_l_to_mg_dl
 from trials.personal.patient_data import (
-    BolusEvent, CarbEvent, DataIssue, IssueKind, PatientData, Profile, TempBasalEvent,
+    BolusEvent, CarbEvent, DataIssue, IssueKind, PatientData, Profile, TempBasalEvent, censored_runs,
 )
 
 GLUCOSE_PLAUSIBLE_MG_DL = (20.0, 600.0)
@@ -344,6 +344,7 @@ def _assemble(raw: _Raw, profile: Profile) -> PatientData:
             out.append(make(t, item))
         return tuple(out)
 
+    issues.extend(censored_runs(np.asarray(times, float), np.asarray(values, float)))
     boluses = events(raw.boluses, lambda t, it: BolusEvent(t, it[1]), BOLUS_PLAUSIBLE_U, "bolus")
     carbs = events(raw.carbs, lambda t, it: CarbEvent(t, it[1]), CARBS_PLAUSIBLE_G, "carbs")
     temps = events(raw.temps, lambda t, it: TempBasalEvent(t, it[1], it[2]), RATE_PLAUSIBLE_U_PER_H, "temp basal")

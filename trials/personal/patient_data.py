@@ -22,6 +22,35 @@ class IssueKind(enum.Enum):
     UNPARSEABLE = "unparseable"       # a row or entry that could not be read
     UNKNOWN_EVENT = "unknown_event"   # an event type twinloop does not use (kept for the record)
     TIME_JUMP = "time_jump"           # DST change or out-of-order timestamps
+    CENSORED = "censored"             # CGM at its reporting limit (LOW/HIGH): a bound, not a measurement
+
+
+CGM_LOW_MG_DL = 39.0
+"""Readings at or below this are the CGM's "LOW" (Dexcom and Nightscout store LOW as 39): glucose is at most this."""
+CGM_HIGH_MG_DL = 401.0
+"""Readings at or above this are the CGM's "HIGH" (stored as 401): glucose is at least this."""
+
+
+def censored_masks(cgm_mg_dl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of the readings at the CGM's LOW and HIGH limits."""
+    v = np.asarray(cgm_mg_dl, dtype=float)
+    return v <= CGM_LOW_MG_DL, v >= CGM_HIGH_MG_DL
+
+
+def censored_runs(t_min: np.ndarray, cgm_mg_dl: np.ndarray) -> list[DataIssue]:
+    """One :class:`DataIssue` per run of consecutive readings at a CGM limit (start, length, which limit)."""
+    low, high = censored_masks(cgm_mg_dl)
+    issues: list[DataIssue] = []
+    for mask, name, bound in ((low, "LOW", f"<= {CGM_LOW_MG_DL:g}"), (high, "HIGH", f">= {CGM_HIGH_MG_DL:g}")):
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            continue
+        breaks = np.flatnonzero(np.diff(idx) > 1) + 1
+        for run in np.split(idx, breaks):
+            t0, t1 = float(t_min[run[0]]), float(t_min[run[-1]])
+            issues.append(DataIssue(IssueKind.CENSORED, f"CGM at its {name} limit ({bound} mg/dL) for {len(run)} "
+                                    f"reading(s) over {t1 - t0 + 5:.0f} min: used as a bound, not a value", t0))
+    return issues
 
 
 @dataclass(frozen=True, slots=True)

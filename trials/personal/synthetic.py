@@ -16,7 +16,7 @@ import numpy as np
 from patient_model.cohort import Subject, load_subject
 from patient_model.scenarios import load_scenario, realize
 from patient_model.uva_padova import CohortSimulator, UvaPadovaParams
-from trials.personal.patient_data import BolusEvent, CarbEvent, PatientData, Profile
+from trials.personal.patient_data import BolusEvent, CarbEvent, PatientData, Profile, censored_runs
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ def generate(subject_name: str, days: int = 10, seed: int = 1, scenario: str = "
     gsub[n_min] = float(sim.gsub_mg_dl[0])
     data = PatientData(np.array(cgm_t), np.array(cgm_v), tuple(boluses), (),
                        tuple(sorted(carbs, key=lambda c: c.t_min)),
-                       profile_of(subject), "1970-01-01T00:00:00+00:00", (), subject.weight_kg)
+                       profile_of(subject), "1970-01-01T00:00:00+00:00",
+                       tuple(censored_runs(np.array(cgm_t), np.array(cgm_v))), subject.weight_kg)
     return SyntheticRecord(data, bg, ins, cho, subject, gsub)
 
 

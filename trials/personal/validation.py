@@ -185,8 +185,15 @@ def resolve_subjects(specs: list[str]) -> list[str]:
 
 
 def _validate_task(task: dict) -> dict:
-    """One subject on a worker process: the figures and the printed line."""
-    v = validate_subject(**task)
+    """One subject on a worker process: the figures and the printed line; a refused fit is a row with the reason
+    (the twin declining data it cannot fit is the behaviour asked for, not an error of the run)."""
+    from trials.personal.fit import FitRefusedError
+
+    try:
+        v = validate_subject(**task)
+    except FitRefusedError as exc:
+        return {"subject": task["name"], "seed": task["seed"], "refused": str(exc), "passed": False,
+                "line": f"{task['name']:15s} fit refused: {exc}"}
     return {**v.to_dict(), "line": v.line()}
 
 
@@ -196,9 +203,12 @@ def _floor_task(task: dict) -> dict:
 
 def summarize(rows: list[dict], floor: bool = False) -> str:
     """One line: how many runs meet each criterion, and the mean errors."""
+    refused = [r["subject"] for r in rows if "refused" in r]
+    rows = [r for r in rows if "refused" not in r]
     n = len(rows)
+    note = f" ({len(refused)} more refused by the fit: {', '.join(refused)})" if refused else ""
     if n == 0:
-        return "no runs"
+        return "no runs" + note
     rmse_key = "rmse_mg_dl" if floor else "pred_rmse_mg_dl"
     rmse = np.array([r[rmse_key] for r in rows])
     tir = np.abs([r["tir_error"] for r in rows])
@@ -208,7 +218,7 @@ def summarize(rows: list[dict], floor: bool = False) -> str:
         ctrl = np.abs([r["ctrl_tir_error"] for r in rows])
         text += (f", changed therapy |TIR error| <= {TIR_LIMIT_POINTS:g} in {int(np.sum(ctrl <= TIR_LIMIT_POINTS))}; "
                  f"all three in {sum(bool(r['passed']) for r in rows)}. Means: RMSE {rmse.mean():.1f} mg/dL, "
-                 f"|TIR error| {tir.mean():.1f}, changed therapy {np.mean(ctrl):.1f} points")
+                 f"|TIR error| {tir.mean():.1f}, changed therapy {np.mean(ctrl):.1f} points{note}")
     else:
         text += (f"; both in {int(np.sum((rmse <= RMSE_LIMIT_MG_DL) & (tir <= TIR_LIMIT_POINTS)))}. "
                  f"Means: RMSE {rmse.mean():.1f} mg/dL, |TIR error| {tir.mean():.1f} points")
