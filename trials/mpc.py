@@ -2,7 +2,8 @@
 
 * ``mpc``: the product's controller as a device runs it: the generated-C solver when its library is built for the
   current problem (``twinloop export-c --build``), otherwise the CasADi solver in Python. The two agree to 1e-6 on
-  every problem (tests/controller/test_codegen.py); the report names the solver that ran.
+  every problem (tests/controller/test_codegen.py); ``trial.json`` records the solver (``mpc_solver``), the
+  report's header and ``twinloop trial`` name it.
 * ``mpc-c``: the generated-C solver, required (an error when the library is missing).
 """
 

@@ -211,6 +211,8 @@ def write_report(out: str | Path) -> Path:
     sub = (f"Scenario <b>{html.escape(str(summary['scenario']))}</b> &middot; cohort <b>{html.escape(str(trial.get('cohort', '')))}</b> "
            f"({n_subjects} virtual subjects) &middot; {days} day(s) &middot; seed {summary['seed']} &middot; "
            f"glucose metrics on plasma glucose, 5-minute samples")
+    if "mpc_solver" in trial:
+        sub += f" &middot; MPC solver: {html.escape(str(trial['mpc_solver']))}"
 
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",

@@ -258,6 +258,10 @@ def trial_manifest(spec: TrialSpec, n_subjects: int) -> dict:
     d["days_simulated"] = scenario(spec.scenario, spec.days).days
     d["python"] = platform.python_version()
     d["numpy"] = np.__version__
+    if any(c.startswith("mpc") for c in spec.controllers):
+        from trials.mpc import make_mpc, solver_kind
+
+        d["mpc_solver"] = solver_kind(make_mpc(compiled=False))   # this host's (built once, cached)
     return d
 
 

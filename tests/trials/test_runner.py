@@ -263,3 +263,7 @@ def test_mpc_runs_side_by_side_with_bb(tmp_path):
     assert 20.0 < mpc["tdi_u"] < 100.0 and isinstance(mpc["interventions"], dict)
     assert mpc != bb  # a different controller gives a different trial
     assert result.patient_days == pytest.approx(2.0)
+    from trials.mpc import make_mpc, solver_kind
+
+    manifest = json.loads((tmp_path / "trial.json").read_text())
+    assert manifest["mpc_solver"] == solver_kind(make_mpc()) in ("compiled C", "CasADi (Python)")
