@@ -258,10 +258,11 @@ def trial_manifest(spec: TrialSpec, n_subjects: int) -> dict:
     d["days_simulated"] = scenario(spec.scenario, spec.days).days
     d["python"] = platform.python_version()
     d["numpy"] = np.__version__
-    if any(c.startswith("mpc") for c in spec.controllers):
-        from trials.mpc import make_mpc, solver_kind
+    mpc = next((c for c in spec.controllers if c.startswith("mpc")), None)
+    if mpc is not None:
+        from trials.mpc import solver_kind
 
-        d["mpc_solver"] = solver_kind(make_mpc(compiled=False))   # this host's (built once, cached)
+        d["mpc_solver"] = solver_kind(make_controller(mpc))   # this host's: the instance check_controllers built
     return d
 
 

@@ -193,8 +193,9 @@ class _Problem:
         m = (data.cgm_t_min >= t0_min + BURN_IN_MIN) & (data.cgm_t_min < grid_t[-1])
         low, high = censored_masks(data.cgm_mg_dl)
         # Readings at the CGM's limits are bounds (one-sided residuals below), not values in the AR(1) chain.
-        self.cgm_t = data.cgm_t_min[m & ~low & ~high]
-        self.cgm = data.cgm_mg_dl[m & ~low & ~high]
+        used = m & ~(low | high)
+        self.cgm_t = data.cgm_t_min[used]
+        self.cgm = data.cgm_mg_dl[used]
         self.idx = self._grid_index(self.cgm_t)
         low_idx, high_idx = self._grid_index(data.cgm_t_min[m & low]), self._grid_index(data.cgm_t_min[m & high])
 

@@ -25,6 +25,16 @@ class IssueKind(enum.Enum):
     CENSORED = "censored"             # CGM at its reporting limit (LOW/HIGH): a bound, not a measurement
 
 
+@dataclass(frozen=True, slots=True)
+class DataIssue:
+    """One problem found in the data: what, where (t_min or row), and the raw value."""
+
+    kind: IssueKind
+    detail: str
+    t_min: float | None = None
+    source_row: int | None = None
+
+
 CGM_LOW_MG_DL = 39.0
 """Readings at or below this are the CGM's "LOW" (Dexcom and Nightscout store LOW as 39): glucose is at most this."""
 CGM_HIGH_MG_DL = 401.0
@@ -49,18 +59,8 @@ def censored_runs(t_min: np.ndarray, cgm_mg_dl: np.ndarray) -> list[DataIssue]:
         for run in np.split(idx, breaks):
             t0, t1 = float(t_min[run[0]]), float(t_min[run[-1]])
             issues.append(DataIssue(IssueKind.CENSORED, f"CGM at its {name} limit ({bound} mg/dL) for {len(run)} "
-                                    f"reading(s) over {t1 - t0 + 5:.0f} min: used as a bound, not a value", t0))
+                                    f"reading(s) from minute {t0:.0f} to {t1:.0f}: used as a bound, not a value", t0))
     return issues
-
-
-@dataclass(frozen=True, slots=True)
-class DataIssue:
-    """One problem found in the data: what, where (t_min or row), and the raw value."""
-
-    kind: IssueKind
-    detail: str
-    t_min: float | None = None
-    source_row: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -66,10 +67,8 @@ def run(args: argparse.Namespace) -> int:
     except TrialSpecError as exc:
         print(f"twinloop trial: {exc}", file=sys.stderr)
         return 2
-    if any(c.startswith("mpc") for c in controllers):
-        from trials.mpc import make_mpc, solver_kind
-
-        kind = solver_kind(make_mpc(compiled=False))
+    kind = json.loads((out.out_dir / "trial.json").read_text(encoding="utf-8")).get("mpc_solver")
+    if kind is not None:
         hint = "" if kind == "compiled C" else " (`twinloop export-c --out DIR --build` makes MPC trials faster)"
         print(f"mpc solver: {kind}{hint}")
     print(f"summary: {out.summary_path}")
