@@ -217,12 +217,35 @@ def test_replay_arms_produce_metrics(record, fitted, tmp_path) -> None:
     assert (tmp_path / "rep" / "summary.json").is_file() and str(out).endswith(".html")
 
 
+def test_replayed_controllers_run_with_the_twins_body_weight(record, fitted, monkeypatch) -> None:
+    import dataclasses
+
+    import trials.personal.report as report
+
+    seen: list[float] = []
+    real = report.closed_loop
+
+    def spy(fit, theta, data, t0, n, x0, controller, settings, **kw):  # noqa: ANN001
+        seen.append(settings.weight_kg)
+        return real(fit, theta, data, t0, n, x0, controller, settings, **kw)
+
+    monkeypatch.setattr(report, "closed_loop", spy)
+    # data without a weight of its own: the twin's weight (the one it was fitted with), not a 70 kg default
+    data = dataclasses.replace(record.data.window(0, 1440), weight_kg=None)
+    report.run_replay(fitted, data, [report.ArmSpec("bb")], samples=0)
+    assert seen == [pytest.approx(fitted.weight_kg)] and fitted.weight_kg == pytest.approx(record.subject.weight_kg)
+    assert abs(fitted.weight_kg - 70.0) > 1.0
+
+
 def test_cli_fit_and_replay(record, tmp_path, capsys) -> None:
     csv_path = write_csv(record.data.window(0, 2.5 * 1440), str(tmp_path / "data"), "p")
     twin = tmp_path / "twin.json"
     assert cli_main(["fit", csv_path, "--out", str(twin)]) == 0
-    assert "CGM RMSE" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "CGM RMSE" in out.out
+    assert "body weight unknown" not in out.err      # the CSV's profile carries the weight
     assert load(twin).rmse_mg_dl < 20.0
+    assert load(twin).weight_kg == pytest.approx(record.data.weight_kg)
     assert cli_main(["replay", str(twin), csv_path, "--controller", "bb", "--samples", "0",
                      "--out", str(tmp_path / "rep")]) == 0
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())

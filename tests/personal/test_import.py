@@ -127,3 +127,24 @@ def test_unusable_inputs_raise_named_errors(tmp_path) -> None:
     with pytest.raises(PatientDataError, match="first entry must start"):
         nightscout_from_documents([], [], [{"basal": [["01:00", 1]], "sens": [["00:00", 40]],
                                             "carbratio": [["00:00", 10]]}])
+
+
+def test_profile_weight_is_read_validated_and_written_back(tmp_path) -> None:
+    from trials.personal.patient_data import write_csv
+
+    profile = {"timezone": "UTC", "basal": [["00:00", 0.9]], "isf": [["00:00", 45]], "carb_ratio": [["00:00", 12]],
+               "weight_kg": 31.5}
+    (tmp_path / "p.profile.json").write_text(json.dumps(profile))
+    (tmp_path / "p.csv").write_text("timestamp,event,value,unit,duration_min\n2026-06-01T08:00:00Z,cgm,110,mg/dL,\n")
+    data = load_csv(tmp_path / "p.csv")
+    assert data.weight_kg == 31.5 and data.profile.weight_kg == 31.5
+    again = load_csv(write_csv(data, str(tmp_path / "out"), "q"))
+    assert again.weight_kg == 31.5
+    ns = nightscout_from_documents([{"type": "sgv", "sgv": 100, "date": 0}], [], [{**PROFILE_MMOL[0],
+                                   "store": {"Default": {**PROFILE_MMOL[0]["store"]["Default"], "weight_kg": 80}}}])
+    assert ns.weight_kg == 80.0
+    assert nightscout_from_documents([{"type": "sgv", "sgv": 100, "date": 0}], [], PROFILE_MMOL).weight_kg is None
+    for bad in (5, 400, "heavy", float("nan"), [70]):
+        (tmp_path / "p.profile.json").write_text(json.dumps({**profile, "weight_kg": bad}))
+        with pytest.raises(PatientDataError, match="profile.weight_kg"):
+            load_csv(tmp_path / "p.csv")

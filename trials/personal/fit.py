@@ -115,6 +115,11 @@ class TwinFit:
         return twin_model(self.model)
 
     @property
+    def weight_kg(self) -> float:
+        """The body weight (kg) the twin was fitted with (``--weight``, the profile's, else the default)."""
+        return float(self.base.weight_kg)
+
+    @property
     def sd_log(self) -> np.ndarray:
         return np.sqrt(np.clip(np.diag(self.cov_log), 0.0, None))
 

@@ -36,6 +36,7 @@ GLUCOSE_PLAUSIBLE_MG_DL = (20.0, 600.0)
 BOLUS_PLAUSIBLE_U = (0.0, 50.0)
 RATE_PLAUSIBLE_U_PER_H = (0.0, 35.0)
 CARBS_PLAUSIBLE_G = (0.0, 300.0)
+WEIGHT_PLAUSIBLE_KG = (10.0, 250.0)
 CGM_GAP_MIN = 15.0
 DUPLICATE_WINDOW_S = 30.0
 
@@ -119,7 +120,8 @@ def parse_profile(doc: dict[str, Any]) -> Profile:
     """Parse one profile: Nightscout's store entry or twinloop's profile JSON (same field names).
 
     Fields: ``timezone``, ``units`` ("mg/dl" or "mmol"), ``basal``, ``sens`` (or ``isf``), ``carbratio`` (or
-    ``carb_ratio``) schedules, ``target_low``/``target_high`` (or ``target``), ``dia`` (hours).
+    ``carb_ratio``) schedules, ``target_low``/``target_high`` (or ``target``), ``dia`` (hours); optionally
+    ``weight_kg`` (body weight, :data:`WEIGHT_PLAUSIBLE_KG`; Nightscout has no such field, twinloop's layout may).
     """
     units = str(doc.get("units", "mg/dl")).lower()
     scale = 18.0182 if units.startswith("mmol") else 1.0
@@ -138,7 +140,20 @@ def parse_profile(doc: dict[str, Any]) -> Profile:
         hi = _schedule(doc.get("target_high", [{"time": "00:00", "value": 120 / scale}]), "target_high", scale)
         target = 0.5 * (lo[0][1] + hi[0][1])
     dia_h = float(doc.get("dia", 6.0))
-    return Profile(basal, isf, cr, target, tz, dia_h * 60.0)
+    return Profile(basal, isf, cr, target, tz, dia_h * 60.0, _weight_kg(doc.get("weight_kg")))
+
+
+def _weight_kg(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        kg = float(value)
+    except (TypeError, ValueError) as exc:
+        raise PatientDataError(f"profile.weight_kg: not a number: {value!r}") from exc
+    if not (math.isfinite(kg) and WEIGHT_PLAUSIBLE_KG[0] <= kg <= WEIGHT_PLAUSIBLE_KG[1]):
+        raise PatientDataError(f"profile.weight_kg: impossible body weight {value!r} kg "
+                               f"(expected {WEIGHT_PLAUSIBLE_KG[0]:g}-{WEIGHT_PLAUSIBLE_KG[1]:g})")
+    return kg
 
 
 def _nightscout_profile(profile_docs: Any) -> Profile:
@@ -349,4 +364,4 @@ def _assemble(raw: _Raw, profile: Profile) -> PatientData:
     carbs = events(raw.carbs, lambda t, it: CarbEvent(t, it[1]), CARBS_PLAUSIBLE_G, "carbs")
     temps = events(raw.temps, lambda t, it: TempBasalEvent(t, it[1], it[2]), RATE_PLAUSIBLE_U_PER_H, "temp basal")
     return PatientData(np.asarray(times, float), np.asarray(values, float), boluses, temps, carbs, profile,
-                       midnight_local.astimezone(timezone.utc).isoformat(), tuple(issues))
+                       midnight_local.astimezone(timezone.utc).isoformat(), tuple(issues), profile.weight_kg)

@@ -92,6 +92,8 @@ class Profile:
     target_mg_dl: float = 110.0
     timezone: str = "UTC"
     insulin_duration_min: float = 360.0
+    weight_kg: float | None = None
+    """Body weight (kg) when the profile states it (twinloop's ``weight_kg``; Nightscout has no such field)."""
 
     @staticmethod
     def schedule(pairs: tuple[tuple[float, float], ...]) -> Schedule:
@@ -207,5 +209,6 @@ def write_csv(data: PatientData, folder: str, name: str = "patient") -> str:
     (out / f"{name}.profile.json").write_text(json.dumps({
         "timezone": p.timezone, "units": "mg/dl", "target": p.target_mg_dl, "dia": p.insulin_duration_min / 60.0,
         "basal": [[hhmm(t), v] for t, v in p.basal_u_per_h], "isf": [[hhmm(t), v] for t, v in p.isf_mg_dl_per_u],
-        "carb_ratio": [[hhmm(t), v] for t, v in p.carb_ratio_g_per_u]}, indent=1), encoding="utf-8")
+        "carb_ratio": [[hhmm(t), v] for t, v in p.carb_ratio_g_per_u],
+        **({"weight_kg": data.weight_kg} if data.weight_kg is not None else {})}, indent=1), encoding="utf-8")
     return str(path)

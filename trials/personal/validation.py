@@ -131,7 +131,7 @@ def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int 
                                  float("nan"), float("nan"), tir_plasma)
     # changed therapy: the controller on the twin vs on the simulated subject (same settings, same meals)
     tdi = max(fit_data.total_daily_insulin_u(), 1.0)
-    settings = settings_from_profile(data.profile, weight_kg=data.weight_kg or 70.0, tdi_u=tdi)
+    settings = settings_from_profile(data.profile, weight_kg=fit.weight_kg, tdi_u=tdi)
     twin_arm = closed_loop(fit, fit.theta, data, t0, n, fit.end_state, make_controller(controller), settings, seed=seed)
     truth = generate(name, days=days, seed=seed, scenario=scenario, carb_error_sd_pct=carb_error_sd_pct,
                      controller=make_controller(controller), switch_min=t0, settings=settings)

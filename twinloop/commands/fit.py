@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="twin equations: uva (UVA/Padova structure, population priors; default) or bergman "
                         "(minimal model around the programmed settings)")
     p.add_argument("--weight", type=float, default=None, metavar="KG",
-                   help="body weight in kg (default: from the data's profile, else 70)")
+                   help="body weight in kg (default: the profile's weight_kg, else 70)")
     p.add_argument("--meal-effects", action="store_true",
                    help="estimate every carb entry's counting error as a random effect (see docs/twin-fit.md)")
     p.set_defaults(handler=run)
@@ -27,12 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trials.personal.fit import FitFailedError, FitRefusedError, fit_twin
-    from trials.personal.importers import PatientDataError, load_patient_data
+    from trials.personal.importers import WEIGHT_PLAUSIBLE_KG, PatientDataError, load_patient_data
     from trials.personal.twin_file import save
 
+    lo_kg, hi_kg = WEIGHT_PLAUSIBLE_KG
     if args.mcmc < 0 or (args.days is not None and not args.days > 0) or (
-            args.weight is not None and not 10.0 <= args.weight <= 250.0):
-        print("twinloop fit: --mcmc must be >= 0, --days > 0 and --weight within 10-250 kg", file=sys.stderr)
+            args.weight is not None and not lo_kg <= args.weight <= hi_kg):
+        print(f"twinloop fit: --mcmc must be >= 0, --days > 0 and --weight within {lo_kg:g}-{hi_kg:g} kg",
+              file=sys.stderr)
         return 2
     try:
         data = load_patient_data(args.data)
