@@ -46,3 +46,16 @@ def test_floor_on_two_workers_matches_one(capsys) -> None:
     assert [r["subject"] for r in b] == ["child#002", "adult#001"]
     assert {r["subject"]: r for r in a} == {r["subject"]: r for r in b}
     assert serial[-2].startswith("2 runs: RMSE <= 20 in 2")
+
+
+def test_summary_splits_the_runs_by_the_twins_own_forecast_check() -> None:
+    rows = [{**_row(12.0, -1.0, 2.0), "check_within_limits": True},
+            {**_row(21.0, 3.0, -1.0), "check_within_limits": True},
+            {**_row(15.0, -1.0, 1.0), "check_within_limits": False},
+            {**_row(25.0, -9.0, 7.0), "check_within_limits": False},
+            {**_row(26.0, -9.0, 7.0), "check_within_limits": False}]
+    text = v.summarize(rows)
+    assert text.endswith("Own forecast check within its limits in 2: all three in 1 of them; "
+                         "flagged 3: all three in 1")
+    # runs without the check (older JSON) leave the split out
+    assert "forecast check" not in v.summarize([_row(12.0, -1.0, 2.0)])

@@ -59,6 +59,54 @@ fitted the window better but predicted the following days worse for 3 of 6 subje
 mismatch too, and the shared parameters drift); see docs/twin-fit.md."""
 
 
+FORECAST_RMSE_LIMIT_MG_DL = 20.0
+FORECAST_TIR_LIMIT_POINTS = 5.0
+"""Limits of the forecast check (:class:`ForecastCheck`): the validation's acceptance limits (docs/twin-fit.md
+section 6), applied to the patient's own held-out days."""
+
+
+@dataclass(frozen=True)
+class ForecastCheck:
+    """How well the twin, fitted without the last ``held_out_days`` of the record, predicted those days (open loop on
+    the recorded insulin and the announced carbs, from its state at the end of the shortened window) against the
+    CGM: on the patient's own data, what the validation measures on virtual patients
+    (:func:`trials.personal.forecast_check.check_forecast`).
+
+    Attributes:
+        held_out_days: days predicted (d).
+        rmse_mg_dl, bias_mg_dl: prediction minus CGM over the held-out readings (mg/dL; readings at the sensor's
+            LOW/HIGH limits are left out).
+        tir_predicted_pct, tir_cgm_pct: share of the held-out readings' times at 70-180 mg/dL on the prediction and
+            on the CGM (%; a reading at LOW/HIGH counts as out of range).
+        n_readings: held-out CGM readings.
+    """
+
+    held_out_days: float
+    rmse_mg_dl: float
+    bias_mg_dl: float
+    tir_predicted_pct: float
+    tir_cgm_pct: float
+    n_readings: int
+
+    @property
+    def tir_error_points(self) -> float:
+        return self.tir_predicted_pct - self.tir_cgm_pct
+
+    @property
+    def within_limits(self) -> bool:
+        return bool(self.rmse_mg_dl <= FORECAST_RMSE_LIMIT_MG_DL
+                    and abs(self.tir_error_points) <= FORECAST_TIR_LIMIT_POINTS)
+
+    def summary(self) -> str:
+        verdict = ("within the validation's limits" if self.within_limits else
+                   "OUTSIDE the validation's limits: treat this twin's predictions with caution")
+        return (f"forecast check (twin fitted without the last {self.held_out_days:g} days, predicting them): "
+                f"CGM RMSE {self.rmse_mg_dl:.1f} mg/dL (bias {self.bias_mg_dl:+.1f}), TIR {self.tir_predicted_pct:.1f} "
+                f"% predicted vs {self.tir_cgm_pct:.1f} % on the CGM ({self.tir_error_points:+.1f} points) over "
+                f"{self.n_readings} readings: {verdict} (RMSE <= {FORECAST_RMSE_LIMIT_MG_DL:g} mg/dL, "
+                f"|TIR error| <= {FORECAST_TIR_LIMIT_POINTS:g} points)")
+
+
 class FitRefusedError(ValueError):
     """The data cannot identify the twin's parameters. ``reasons`` lists why."""
 
@@ -92,6 +140,8 @@ class TwinFit:
             carb-counting uncertainty into predictions.
         model: the twin's equations, a key of :data:`MODELS` (``uva``: UVA/Padova structure, the default of
             :func:`fit_twin`; ``bergman``: the minimal-model twin of twin files version 1).
+        forecast_check: how a twin fitted without the record's last days predicted them (``twinloop fit
+            --check-days``), or None when not run.
     """
 
     base: Any
@@ -108,6 +158,7 @@ class TwinFit:
     t_end_min: float = 0.0
     carb_error_log_sd: float = MEAL_ERROR_LOG_SD
     model: str = pt.NAME
+    forecast_check: ForecastCheck | None = None
 
     @property
     def twin_model(self) -> ModuleType:

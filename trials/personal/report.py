@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -84,7 +84,10 @@ def write_replay_report(result: ReplayResult, fit: TwinFit, data: PatientData, o
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"twin_fit": {"rmse_mg_dl": fit.rmse_mg_dl, "mard_pct": fit.mard_pct, "notes": list(fit.notes)},
+    check = fit.forecast_check
+    summary = {"twin_fit": {"rmse_mg_dl": fit.rmse_mg_dl, "mard_pct": fit.mard_pct, "notes": list(fit.notes),
+                            "forecast_check": None if check is None else {**asdict(check),
+                                                                           "within_limits": check.within_limits}},
                "posterior_samples": result.n_samples,
                "arms": {name: {"metrics": a.metrics, "spread_p5_p50_p95": result.spread.get(name, {}),
                                "insulin_u_per_day": float(a.insulin_u.sum() / max(len(a.t_min) * 5 / 1440, 1e-9))}
@@ -108,13 +111,19 @@ def write_replay_report(result: ReplayResult, fit: TwinFit, data: PatientData, o
                                           f"</small>" if name in result.spread else "") + "</td>" for k in KEYS)
         + "</tr>" for name, a in result.arms.items())
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in fit.notes) or "<li>all parameters informed by the data</li>"
+    if check is None:
+        check_html = "<p>No forecast check (<code>twinloop fit --check-days</code>) in this twin file.</p>"
+    else:
+        style = "" if check.within_limits else ' style="color:#b00020"'
+        text = check.summary()
+        check_html = f"<p{style}>{html.escape(text[0].upper() + text[1:])}.</p>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>twinloop replay</title>
 <style>body{{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f4f6f8}}small{{color:#666}}</style>
 </head><body><h1>Therapy replay on the patient's twin</h1>
 <p>Research use only: a model's prediction, not a dosing recommendation.</p>
 <h2>Twin fit</h2><p>CGM RMSE {fit.rmse_mg_dl:.1f} mg/dL, MARD {fit.mard_pct:.1f} % over {fit.n_readings} readings.</p>
-<ul>{notes}</ul><img src="fit.png" width="900">
+<ul>{notes}</ul>{check_html}<img src="fit.png" width="900">
 <h2>Outcomes side by side</h2><p>Metrics on the twin's glucose; in brackets the 5-95 % range over
 {result.n_samples} posterior samples of the twin.</p>
 <table><tr><th>therapy</th>{''.join(f'<th>{k}</th>' for k in KEYS)}</tr>{rows}</table>

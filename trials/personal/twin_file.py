@@ -11,19 +11,22 @@ Layout (version 2; version 1 files, which have no ``model``, are ``bergman`` twi
      "cov_log": [[...]],                                # covariance of log(parameters)
      "samples": [[...], ...],                           # posterior samples (MCMC), may be empty
      "t0_min": float, "x0": [...], "t_end_min": float, "end_state": [...],
-     "fit": {"rmse_mg_dl", "mard_pct", "n_readings", "notes": [...], "carb_error_log_sd"}}
+     "fit": {"rmse_mg_dl", "mard_pct", "n_readings", "notes": [...], "carb_error_log_sd",
+             "forecast_check": null | {"held_out_days", "rmse_mg_dl", "bias_mg_dl", "tir_predicted_pct",
+                                       "tir_cgm_pct", "n_readings"}}}    # ForecastCheck (optional)
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 
 from patient_model import personal_twin as pt
-from trials.personal.fit import MEAL_ERROR_LOG_SD, TwinFit, twin_model
+from trials.personal.fit import MEAL_ERROR_LOG_SD, ForecastCheck, TwinFit, twin_model
 
 FORMAT = "twinloop-twin"
 VERSION = 2
@@ -45,7 +48,8 @@ def to_dict(fit: TwinFit) -> dict:
         "samples": fit.samples.tolist(),
         "t0_min": fit.t0_min, "x0": fit.x0.tolist(), "t_end_min": fit.t_end_min, "end_state": fit.end_state.tolist(),
         "fit": {"rmse_mg_dl": fit.rmse_mg_dl, "mard_pct": fit.mard_pct, "n_readings": fit.n_readings,
-                "notes": list(fit.notes), "carb_error_log_sd": fit.carb_error_log_sd},
+                "notes": list(fit.notes), "carb_error_log_sd": fit.carb_error_log_sd,
+                "forecast_check": asdict(fit.forecast_check) if fit.forecast_check is not None else None},
     }
 
 
@@ -114,12 +118,32 @@ def load(path: str | Path) -> TwinFit:
                  int(fit.get("n_readings", 0)))
         notes = tuple(str(n) for n in fit.get("notes", ()))
         carb_sd = _finite(fit.get("carb_error_log_sd", MEAL_ERROR_LOG_SD), "fit.carb_error_log_sd")
+    except TwinFileError:
+        raise                      # already names its field
     except KeyError as exc:
         raise TwinFileError(f"{exc.args[0]}: missing") from exc
     except (TypeError, ValueError) as exc:
         raise TwinFileError(f"fit/t0_min: invalid entry ({exc})") from exc
+    check = _forecast_check(fit.get("forecast_check"))
     return TwinFit(base, theta, cov, t0, x0, stats[0], stats[1], stats[2], samples, notes, end_state, t_end, carb_sd,
-                   model_name)
+                   model_name, check)
+
+
+def _forecast_check(doc: object) -> ForecastCheck | None:
+    """The optional ``fit.forecast_check``: absent or null, or every field present and finite."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise TwinFileError("fit.forecast_check: expected an object or null")
+    values = {}
+    for f in fields(ForecastCheck):
+        if f.name not in doc:
+            raise TwinFileError(f"fit.forecast_check.{f.name}: missing")
+        values[f.name] = _finite(doc[f.name], f"fit.forecast_check.{f.name}")
+    if not values["held_out_days"] > 0 or values["n_readings"] < 0 or values["rmse_mg_dl"] < 0:
+        raise TwinFileError("fit.forecast_check: held_out_days must be > 0, n_readings and rmse_mg_dl >= 0")
+    values["n_readings"] = int(values["n_readings"])
+    return ForecastCheck(**values)
 
 
 def _finite(value: object, name: str, allow_nan: bool = False) -> float:

@@ -35,6 +35,8 @@ RMSE_LIMIT_MG_DL = 20.0
 TIR_LIMIT_POINTS = 5.0
 CARB_ERROR_SD_PCT = 10.0
 N_DRAWS = 30
+CHECK_DAYS = 2.0
+"""Days of the fit window the twin's own forecast check holds out (:mod:`trials.personal.forecast_check`)."""
 """Carb-counting draws of the same-therapy prediction (see :func:`trials.personal.replay.open_loop_ensemble`)."""
 SUBJECTS: tuple[str, ...] = ("adult#001", "adult#004", "adolescent#003", "adolescent#006", "child#002", "child#005")
 """The representative set: two reference subjects per group (fixed, not chosen by result)."""
@@ -58,6 +60,11 @@ class SubjectValidation:
     ctrl_tir_twin_pct: float
     tir_true_plasma_pct: float = float("nan")
     ctrl_tir_true_plasma_pct: float = float("nan")
+    check_rmse_mg_dl: float = float("nan")
+    """The twin's own forecast check (:mod:`trials.personal.forecast_check`: fitted without the last
+    ``check_days`` of the fit window, predicting them against the CGM); NaN when not run or refused."""
+    check_tir_error: float = float("nan")
+    check_within_limits: bool | None = None
 
     @property
     def tir_error(self) -> float:
@@ -83,6 +90,8 @@ class SubjectValidation:
                 f" [plasma {self.tir_true_plasma_pct:5.1f}]  ctrl TIR true {self.ctrl_tir_true_pct:5.1f}"
                 f" [plasma {self.ctrl_tir_true_plasma_pct:5.1f}] twin "
                 f"{self.ctrl_tir_twin_pct:5.1f} ({self.ctrl_tir_error:+5.1f})  fit {self.fit_cpu_s:4.1f} s CPU  "
+                f"check {self.check_rmse_mg_dl:5.1f} ({self.check_tir_error:+5.1f}) "
+                f"{'-' if self.check_within_limits is None else 'ok' if self.check_within_limits else 'FLAG'}  "
                 f"{'PASS' if self.passed else 'FAIL'}")
 
 
@@ -94,10 +103,14 @@ def _cpu() -> float:
 def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int = 7,
                      carb_error_sd_pct: float = CARB_ERROR_SD_PCT, controller: str = "mpc",
                      scenario: str = "hcl-3day", changed_therapy: bool = True,
-                     model: str = DEFAULT_MODEL, meal_effects: bool | None = None) -> SubjectValidation:
+                     model: str = DEFAULT_MODEL, meal_effects: bool | None = None,
+                     check_days: float = CHECK_DAYS) -> SubjectValidation:
     """Fit, predict under the same therapy and (``changed_therapy``) under ``controller``; see the module doc.
-    The twin's population (``uva`` model) leaves the subject out: its own parameters are not in its prior."""
-    from trials.personal.fit import fit_twin
+    The twin's population (``uva`` model) leaves the subject out: its own parameters are not in its prior.
+    ``check_days`` > 0 also runs the twin's own forecast check on the fit window (what ``twinloop fit`` reports
+    to a clinician), to measure how well it tells good twins from bad ones."""
+    from trials.personal.fit import FitFailedError, FitRefusedError, fit_twin
+    from trials.personal.forecast_check import check_forecast
     from trials.personal.replay import closed_loop, open_loop, open_loop_ensemble, settings_from_profile
     from trials.personal.synthetic import generate
     from trials.runner import make_controller
@@ -111,6 +124,15 @@ def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int 
     fit = fit_twin(fit_data, end_min=split, model=model, population_exclude=(name,),
                     meal_effects=meal_effects)
     fit_cpu = _cpu() - c0
+    check = {}
+    if check_days > 0:
+        try:
+            fc = check_forecast(fit_data, check_days, end_min=split, model=model, population_exclude=(name,),
+                                meal_effects=meal_effects)
+            check = {"check_rmse_mg_dl": fc.rmse_mg_dl, "check_tir_error": fc.tir_error_points,
+                     "check_within_limits": fc.within_limits}
+        except (FitRefusedError, FitFailedError):
+            check = {"check_within_limits": False}   # a twin that cannot be checked is not vouched for
     t0 = fit.t_end_min
     n = int((end - t0) // 5)
     # same therapy: open loop on the recorded inputs from the twin's state at the end of the fit window
@@ -128,7 +150,7 @@ def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int 
     if not changed_therapy:
         return SubjectValidation(name, seed, fit.rmse_mg_dl, fit_cpu, float(np.sqrt(np.mean(err ** 2))),
                                  float(np.mean(err)), tir_true, tir_pred, tir_draws, fit.carb_error_log_sd,
-                                 float("nan"), float("nan"), tir_plasma)
+                                 float("nan"), float("nan"), tir_plasma, **check)
     # changed therapy: the controller on the twin vs on the simulated subject (same settings, same meals)
     tdi = max(fit_data.total_daily_insulin_u(), 1.0)
     settings = settings_from_profile(data.profile, weight_kg=fit.weight_kg, tdi_u=tdi)
@@ -139,7 +161,7 @@ def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int 
     ctrl_plasma = glucose_metrics(truth.bg_mg_dl[window])["tir_pct"]
     return SubjectValidation(name, seed, fit.rmse_mg_dl, fit_cpu, float(np.sqrt(np.mean(err ** 2))),
                              float(np.mean(err)), tir_true, tir_pred, tir_draws, fit.carb_error_log_sd, ctrl_true,
-                             twin_arm.metrics["tir_pct"], tir_plasma, ctrl_plasma)
+                             twin_arm.metrics["tir_pct"], tir_plasma, ctrl_plasma, **check)
 
 
 def carb_counting_floor(name: str, *, seed: int = 1, days: int = 10, fit_days: int = 7,
@@ -222,6 +244,13 @@ def summarize(rows: list[dict], floor: bool = False) -> str:
         text += (f", changed therapy |TIR error| <= {TIR_LIMIT_POINTS:g} in {int(np.sum(ctrl <= TIR_LIMIT_POINTS))}; "
                  f"all three in {sum(bool(r['passed']) for r in rows)}. Means: RMSE {rmse.mean():.1f} mg/dL, "
                  f"|TIR error| {tir.mean():.1f}, changed therapy {np.mean(ctrl):.1f} points{note}")
+        checked = [r for r in rows if r.get("check_within_limits") is not None]
+        if checked:
+            ok = [r for r in checked if r["check_within_limits"]]
+            flagged = [r for r in checked if not r["check_within_limits"]]
+            text += (f". Own forecast check within its limits in {len(ok)}: all three in "
+                     f"{sum(bool(r['passed']) for r in ok)} of them; flagged {len(flagged)}: all three in "
+                     f"{sum(bool(r['passed']) for r in flagged)}")
     else:
         text += (f"; both in {int(np.sum((rmse <= RMSE_LIMIT_MG_DL) & (tir <= TIR_LIMIT_POINTS)))}. "
                  f"Means: RMSE {rmse.mean():.1f} mg/dL, |TIR error| {tir.mean():.1f} points")
@@ -245,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=DEFAULT_MODEL, help="twin equations: uva (default) or bergman")
     ap.add_argument("--meal-effects", choices=("default", "on", "off"), default="default",
                     help="per-entry carb-counting random effects in the fit (default: the fit's default)")
+    ap.add_argument("--check-days", type=float, default=CHECK_DAYS,
+                    help="days the twin's own forecast check holds out of the fit window (0: skip it)")
     ap.add_argument("--floor", action="store_true",
                     help="print the carb-counting floor (the true subject given the announced carbs) instead")
     ap.add_argument("--workers", type=int, default=1, help="local worker processes (one subject each)")
@@ -260,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         meal = None if args.meal_effects == "default" else args.meal_effects == "on"
         fn = _validate_task
-        tasks = [{"name": s, **common, "controller": args.controller, "model": args.model, "meal_effects": meal}
+        tasks = [{"name": s, **common, "controller": args.controller, "model": args.model, "meal_effects": meal,
+                  "check_days": args.check_days}
                  for s in names]
     rows: list[dict] = []
 

@@ -22,19 +22,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="body weight in kg (default: the profile's weight_kg, else 70)")
     p.add_argument("--meal-effects", action="store_true",
                    help="estimate every carb entry's counting error as a random effect (see docs/twin-fit.md)")
+    p.add_argument("--check-days", type=float, default=2.0, metavar="D",
+                   help="forecast check: fit again without the last D days and predict them against the CGM "
+                        "(default 2; 0 skips it). Reported and stored in the twin file")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from trials.personal.fit import FitFailedError, FitRefusedError, fit_twin
+    from trials.personal.forecast_check import check_forecast
     from trials.personal.importers import WEIGHT_PLAUSIBLE_KG, PatientDataError, load_patient_data
     from trials.personal.twin_file import save
 
     lo_kg, hi_kg = WEIGHT_PLAUSIBLE_KG
     if args.mcmc < 0 or (args.days is not None and not args.days > 0) or (
-            args.weight is not None and not lo_kg <= args.weight <= hi_kg):
-        print(f"twinloop fit: --mcmc must be >= 0, --days > 0 and --weight within {lo_kg:g}-{hi_kg:g} kg",
-              file=sys.stderr)
+            args.weight is not None and not lo_kg <= args.weight <= hi_kg) or not args.check_days >= 0:
+        print(f"twinloop fit: --mcmc must be >= 0, --days > 0, --check-days >= 0 and --weight within "
+              f"{lo_kg:g}-{hi_kg:g} kg", file=sys.stderr)
         return 2
     try:
         data = load_patient_data(args.data)
@@ -55,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
     except FitFailedError as exc:
         print(f"twinloop fit: {exc}", file=sys.stderr)
         return 1
+    if args.check_days > 0:
+        try:
+            check = check_forecast(data, args.check_days, end_min=end, meal_effects=args.meal_effects,
+                                   model=args.model, weight_kg=args.weight)
+            fit = dataclasses.replace(fit, forecast_check=check)
+        except (FitRefusedError, FitFailedError) as exc:
+            # the twin itself is fitted: a record too short to hold days out is reported, not fatal
+            print(f"forecast check skipped: {exc}", file=sys.stderr)
     save(fit, args.out)
     if fit.model == "uva" and args.weight is None and data.weight_kg is None:
         print("note: body weight unknown, 70 kg assumed (give --weight)", file=sys.stderr)
@@ -65,4 +79,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {row['name']:32s} {row['map']:10.4g}  95% [{row['low95']:.4g}, {row['high95']:.4g}]")
     for note in fit.notes:
         print(f"  note: {note}")
+    if fit.forecast_check is not None:
+        print(fit.forecast_check.summary())
     return 0
