@@ -193,6 +193,14 @@ def test_version_2_twin_file_must_name_its_model(fitted, tmp_path) -> None:
         load(tmp_path / "nomodel.json")
 
 
+def test_twin_file_errors_name_the_field(fitted, tmp_path) -> None:
+    doc = json.loads(save(fitted, tmp_path / "good.json").read_text())
+    for field, value in (("mard_pct", "x"), ("carb_error_log_sd", float("inf"))):
+        (tmp_path / "bad.json").write_text(json.dumps({**doc, "fit": {**doc["fit"], field: value}}))
+        with pytest.raises(TwinFileError, match=f"^fit.{field}: not"):
+            load(tmp_path / "bad.json")
+
+
 def test_missing_twin_file(tmp_path) -> None:
     with pytest.raises(TwinFileError):
         load(tmp_path / "absent.json")
