@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from trials.metrics import glucose_metrics
 from trials.personal.fit import FitRefusedError, ForecastCheck, fit_twin
 from trials.personal.patient_data import PatientData, censored_masks
-from trials.personal.replay import open_loop
+from trials.personal.replay import open_loop, prediction_at_readings
 
 DEFAULT_HELD_OUT_DAYS = 2.0
 MIN_HELD_OUT_COVERAGE = 0.6
 """Refuse the check when the CGM covers less than this share of the held-out days."""
-TIR_LOW_MG_DL, TIR_HIGH_MG_DL = 70.0, 180.0
 
 
 def check_forecast(data: PatientData, held_out_days: float = DEFAULT_HELD_OUT_DAYS, *,
@@ -60,17 +60,12 @@ def check_forecast(data: PatientData, held_out_days: float = DEFAULT_HELD_OUT_DA
                                for r in exc.reasons]) from exc
     t0 = fit.t_end_min
     n = int((t_last - t0) // 5) + 1
-    pred = open_loop(fit, fit.theta, data, t0, n, fit.end_state)
-    m = (data.cgm_t_min >= t0) & (data.cgm_t_min < t0 + 5 * n)
-    k = np.clip(np.round((data.cgm_t_min[m] - t0) / 5).astype(int), 0, n - 1)
-    g_pred, cgm = pred.glucose_mg_dl[k], data.cgm_mg_dl[m]
+    g_pred, cgm = prediction_at_readings(open_loop(fit, fit.theta, data, t0, n, fit.end_state), data)
     low, high = censored_masks(cgm)
     measured = ~(low | high)
     if not np.any(measured):
         raise FitRefusedError(["forecast check: every held-out CGM reading is at the sensor's limits"])
     err = g_pred[measured] - cgm[measured]
-    in_range = lambda g: float(np.mean((g >= TIR_LOW_MG_DL) & (g <= TIR_HIGH_MG_DL)) * 100.0)  # noqa: E731
-    # readings at LOW/HIGH are out of range on the CGM's side (their value is a bound beyond it)
-    tir_cgm = float(np.mean(measured & (cgm >= TIR_LOW_MG_DL) & (cgm <= TIR_HIGH_MG_DL)) * 100.0)
+    # TIR over every held-out reading: one at LOW/HIGH (39 / 401 mg/dL) is out of range, as the glucose it bounds
     return ForecastCheck(float(held_out_days), float(np.sqrt(np.mean(err ** 2))), float(np.mean(err)),
-                         in_range(g_pred), tir_cgm, int(cgm.size))
+                         glucose_metrics(g_pred)["tir_pct"], glucose_metrics(cgm)["tir_pct"], int(cgm.size))

@@ -119,6 +119,15 @@ def open_loop(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_s
                      glucose_metrics(g))
 
 
+def prediction_at_readings(arm: ArmResult, data: PatientData) -> tuple[np.ndarray, np.ndarray]:
+    """An arm's glucose at the times of the CGM readings its grid covers (the grid point nearest each reading) and
+    those readings (mg/dL): what a prediction is scored against."""
+    t0, n = float(arm.t_min[0]), arm.t_min.size
+    m = (data.cgm_t_min >= t0) & (data.cgm_t_min < t0 + pt.DT_MIN * n)
+    k = np.clip(np.round((data.cgm_t_min[m] - t0) / pt.DT_MIN).astype(int), 0, n - 1)
+    return arm.glucose_mg_dl[k], data.cgm_mg_dl[m]
+
+
 def open_loop_ensemble(fit: TwinFit, theta: np.ndarray, data: PatientData, t0: float, n_steps: int,
                        x0: np.ndarray, n_draws: int = 30, seed: int = 0,
                        carb_error_log_sd: float | None = None) -> list[ArmResult]:

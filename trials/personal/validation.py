@@ -29,15 +29,17 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from trials.metrics import glucose_metrics
-from trials.personal.fit import DEFAULT_MODEL
+from trials.personal.fit import DEFAULT_MODEL, FORECAST_RMSE_LIMIT_MG_DL, FORECAST_TIR_LIMIT_POINTS
+from trials.personal.forecast_check import DEFAULT_HELD_OUT_DAYS
 
-RMSE_LIMIT_MG_DL = 20.0
-TIR_LIMIT_POINTS = 5.0
+RMSE_LIMIT_MG_DL = FORECAST_RMSE_LIMIT_MG_DL
+TIR_LIMIT_POINTS = FORECAST_TIR_LIMIT_POINTS
+"""The acceptance limits; the forecast check of ``twinloop fit`` applies the same ones to a patient's own days."""
 CARB_ERROR_SD_PCT = 10.0
 N_DRAWS = 30
-CHECK_DAYS = 2.0
-"""Days of the fit window the twin's own forecast check holds out (:mod:`trials.personal.forecast_check`)."""
 """Carb-counting draws of the same-therapy prediction (see :func:`trials.personal.replay.open_loop_ensemble`)."""
+CHECK_DAYS = DEFAULT_HELD_OUT_DAYS
+"""Days of the fit window the twin's own forecast check holds out, as ``twinloop fit`` does by default."""
 SUBJECTS: tuple[str, ...] = ("adult#001", "adult#004", "adolescent#003", "adolescent#006", "child#002", "child#005")
 """The representative set: two reference subjects per group (fixed, not chosen by result)."""
 
@@ -111,7 +113,8 @@ def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int 
     to a clinician), to measure how well it tells good twins from bad ones."""
     from trials.personal.fit import FitFailedError, FitRefusedError, fit_twin
     from trials.personal.forecast_check import check_forecast
-    from trials.personal.replay import closed_loop, open_loop, open_loop_ensemble, settings_from_profile
+    from trials.personal.replay import (closed_loop, open_loop, open_loop_ensemble, prediction_at_readings,
+                                        settings_from_profile)
     from trials.personal.synthetic import generate
     from trials.runner import make_controller
 
@@ -137,9 +140,8 @@ def validate_subject(name: str, *, seed: int = 1, days: int = 10, fit_days: int 
     n = int((end - t0) // 5)
     # same therapy: open loop on the recorded inputs from the twin's state at the end of the fit window
     pred = open_loop(fit, fit.theta, data, t0, n, fit.end_state)
-    m = (data.cgm_t_min >= t0) & (data.cgm_t_min < t0 + 5 * n)
-    k = np.clip(np.round((data.cgm_t_min[m] - t0) / 5).astype(int), 0, n - 1)
-    err = pred.glucose_mg_dl[k] - data.cgm_mg_dl[m]
+    g_at, cgm_at = prediction_at_readings(pred, data)
+    err = g_at - cgm_at
     window = slice(int(t0), int(t0) + 5 * n, 5)
     # The twin's glucose is the CGM's (interstitial) glucose: compare with the subject's, not with plasma.
     tir_true = glucose_metrics(rec.gsub_mg_dl[window])["tir_pct"]

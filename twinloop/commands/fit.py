@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="body weight in kg (default: the profile's weight_kg, else 70)")
     p.add_argument("--meal-effects", action="store_true",
                    help="estimate every carb entry's counting error as a random effect (see docs/twin-fit.md)")
-    p.add_argument("--check-days", type=float, default=2.0, metavar="D",
+    p.add_argument("--check-days", type=float, default=None, metavar="D",
                    help="forecast check: fit again without the last D days and predict them against the CGM "
                         "(default 2; 0 skips it). Reported and stored in the twin file")
     p.set_defaults(handler=run)
@@ -32,13 +32,14 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from trials.personal.fit import FitFailedError, FitRefusedError, fit_twin
-    from trials.personal.forecast_check import check_forecast
+    from trials.personal.forecast_check import DEFAULT_HELD_OUT_DAYS, check_forecast
     from trials.personal.importers import WEIGHT_PLAUSIBLE_KG, PatientDataError, load_patient_data
     from trials.personal.twin_file import save
 
     lo_kg, hi_kg = WEIGHT_PLAUSIBLE_KG
+    check_days = DEFAULT_HELD_OUT_DAYS if args.check_days is None else args.check_days
     if args.mcmc < 0 or (args.days is not None and not args.days > 0) or (
-            args.weight is not None and not lo_kg <= args.weight <= hi_kg) or not args.check_days >= 0:
+            args.weight is not None and not lo_kg <= args.weight <= hi_kg) or not check_days >= 0:
         print(f"twinloop fit: --mcmc must be >= 0, --days > 0, --check-days >= 0 and --weight within "
               f"{lo_kg:g}-{hi_kg:g} kg", file=sys.stderr)
         return 2
@@ -61,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     except FitFailedError as exc:
         print(f"twinloop fit: {exc}", file=sys.stderr)
         return 1
-    if args.check_days > 0:
+    if check_days > 0:
         try:
-            check = check_forecast(data, args.check_days, end_min=end, meal_effects=args.meal_effects,
+            check = check_forecast(data, check_days, end_min=end, meal_effects=args.meal_effects,
                                    model=args.model, weight_kg=args.weight)
             fit = dataclasses.replace(fit, forecast_check=check)
         except (FitRefusedError, FitFailedError) as exc:
