@@ -74,10 +74,11 @@ def _schedule(pairs: Sequence[tuple[float, float]], scale: float = 1.0, guardrai
     return Schedule(tuple(ScheduleEntry(float(t), value(v)) for t, v in pairs))
 
 
-def settings_from_profile(profile: Profile, change: SettingsChange = SettingsChange(),
-                          weight_kg: float = 70.0, tdi_u: float = 40.0) -> TherapySettings:
+def settings_from_profile(profile: Profile, change: SettingsChange = SettingsChange(), *,
+                          weight_kg: float, tdi_u: float = 40.0) -> TherapySettings:
     """Therapy settings (with conservative limits) from a programmed profile and optional changes, validated by the
-    safety guardrails (ISF and carb ratio are brought inside their guardrails, as a guardrailed pump would)."""
+    safety guardrails (ISF and carb ratio are brought inside their guardrails, as a guardrailed pump would).
+    ``weight_kg`` has no default: the controller must run at the twin's own weight (``TwinFit.weight_kg``)."""
     from safety.guardrails import validate_settings
 
     basal = _schedule(profile.basal_u_per_h, change.basal_scale)

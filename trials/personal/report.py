@@ -57,7 +57,7 @@ def run_replay(fit: TwinFit, data: PatientData, arms: Sequence[ArmSpec], *, samp
             if spec.controller is None:
                 res = open_loop(fit, theta, data, t0, n, x0, spec.change.bolus_scale, spec.label)
             else:
-                settings = settings_from_profile(data.profile, spec.change, fit.weight_kg, tdi)
+                settings = settings_from_profile(data.profile, spec.change, weight_kg=fit.weight_kg, tdi_u=tdi)
                 res = closed_loop(fit, theta, data, t0, n, x0, make_controller(spec.controller), settings,
                                   seed=seed, name=spec.label)
             if j == 0:
