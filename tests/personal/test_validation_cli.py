@@ -59,3 +59,48 @@ def test_summary_splits_the_runs_by_the_twins_own_forecast_check() -> None:
                          "flagged 3: all three in 1")
     # runs without the check (older JSON) leave the split out
     assert "forecast check" not in v.summarize([_row(12.0, -1.0, 2.0)])
+
+
+def test_cohort_acceptance_reads_mean_and_median_and_lists_refusals() -> None:
+    rows = [{**_row(12.0, -1.0, 2.0), "subject": "a", "seed": 1},
+            {**_row(24.0, 6.0, -6.5), "subject": "b", "seed": 1},
+            {**_row(16.0, -2.0, 1.0), "subject": "c", "seed": 2},
+            {"subject": "d", "seed": 2, "refused": "CGM at LOW", "passed": False}]
+    acc = v.cohort_acceptance(rows)
+    assert acc.runs == 3 and acc.refused == ("d s2",) and acc.all_three == 2
+    rmse, same, changed = acc.criteria
+    assert rmse.mean == pytest.approx(52.0 / 3) and rmse.median == 16.0 and rmse.within == 2
+    assert same.mean == pytest.approx(3.0) and same.median == 2.0      # absolute errors: 1, 6, 2
+    assert changed.median == 2.0 and changed.within == 2
+    assert acc.met and acc.line().startswith("cohort acceptance MET over 3 fitted runs (1 refused)")
+    assert acc.to_dict()["criteria"]["prediction RMSE"]["met"] is True
+
+
+def test_cohort_acceptance_fails_on_the_mean_or_on_the_median() -> None:
+    # the median within, the mean outside: one run far off drags the mean
+    mean_off = v.cohort_acceptance([{**_row(r, 0.0, 0.0), "subject": "s", "seed": 1} for r in (10.0, 11.0, 45.0)])
+    assert mean_off.criteria[0].median == 11.0 and mean_off.criteria[0].mean == pytest.approx(22.0)
+    assert not mean_off.criteria[0].met and not mean_off.met
+    assert "prediction RMSE mean 22.0, median 11.0 mg/dL (limit 20" in mean_off.line()
+    assert "NOT MET" in mean_off.line()
+    # the mean within, the median outside: most runs just over the limit
+    median_off = v.cohort_acceptance([{**_row(0.0, t, 0.0), "subject": "s", "seed": 1} for t in (5.5, -5.2, 0.0)])
+    assert median_off.criteria[1].mean <= v.TIR_LIMIT_POINTS < median_off.criteria[1].median
+    assert not median_off.met and median_off.criteria[0].met and median_off.criteria[2].met
+
+
+def test_cohort_acceptance_without_fitted_runs_or_changed_therapy_is_not_met() -> None:
+    assert not v.cohort_acceptance([{"subject": "d", "seed": 1, "refused": "x", "passed": False}]).met
+    nan = float("nan")
+    acc = v.cohort_acceptance([{**_row(12.0, 1.0, 0.0), "ctrl_tir_error": nan, "subject": "s", "seed": 1}])
+    assert acc.criteria[0].met and acc.criteria[1].met
+    assert acc.criteria[2].runs == 0 and not acc.met
+
+
+def test_floor_over_two_seeds_prints_a_summary_per_seed(capsys) -> None:
+    assert v.main(["--floor", "adult#001", "--seed", "2", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = json.loads(out[-1])
+    assert [(r["subject"], r["seed"]) for r in rows] == [("adult#001", 2), ("adult#001", 1)]
+    assert out[-4].startswith("seed 2: 1 runs:") and out[-3].startswith("seed 1: 1 runs:")
+    assert out[-2].startswith("2 runs:")
