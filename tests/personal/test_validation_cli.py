@@ -104,3 +104,31 @@ def test_floor_over_two_seeds_prints_a_summary_per_seed(capsys) -> None:
     assert [(r["subject"], r["seed"]) for r in rows] == [("adult#001", 2), ("adult#001", 1)]
     assert out[-4].startswith("seed 2: 1 runs:") and out[-3].startswith("seed 1: 1 runs:")
     assert out[-2].startswith("2 runs:")
+
+
+def _fake_task(errors: dict[str, tuple[float, float, float]]):
+    """A stand-in for one validation run (the real one fits a twin: ~1 min): the row and printed line it returns."""
+    def task(t: dict) -> dict:
+        if t["name"] not in errors:
+            return {"subject": t["name"], "seed": t["seed"], "refused": "CGM at LOW", "passed": False,
+                    "line": f"{t['name']} fit refused"}
+        return {**_row(*errors[t["name"]]), "subject": t["name"], "seed": t["seed"], "line": f"{t['name']} run"}
+    return task
+
+
+def test_validation_command_exits_on_the_cohort_acceptance(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(v, "_validate_task", _fake_task({"adult#001": (14.0, 1.0, -2.0),
+                                                         "adult#002": (23.0, -6.0, 1.0),
+                                                         "adult#003": (16.0, 2.0, 3.0)}))
+    assert v.main(["adult#001", "adult#002", "adult#003", "adult#004", "--seed", "1", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "seed 1  adult#001 run" and "seed 2  adult#004 fit refused" in out
+    assert out[-4].startswith("seed 2: 3 runs:") and out[-3].startswith("6 runs:")
+    assert out[-2].startswith("cohort acceptance MET over 6 fitted runs (2 refused)")
+    rows = json.loads(out[-1])
+    assert len(rows) == 8 and all("line" not in r for r in rows)
+    # one far-off subject drags the mean RMSE over the limit: the command says so and exits 1
+    monkeypatch.setattr(v, "_validate_task", _fake_task({"adult#001": (14.0, 1.0, -2.0),
+                                                         "adult#002": (40.0, -6.0, 1.0)}))
+    assert v.main(["adult#001", "adult#002"]) == 1
+    assert "cohort acceptance NOT MET" in capsys.readouterr().out
