@@ -29,18 +29,8 @@ from pathlib import Path  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trials.personal.validation import (cohort_acceptance, resolve_subjects, run_validation,  # noqa: E402
-                                        summarize)
-
-
-def forecast_check_split(rows: list[dict]) -> dict:
-    """How the twin's own forecast check separates the fitted runs: runs within its limits and flagged, and how
-    many of each met all three criteria."""
-    fitted = [r for r in rows if "refused" not in r and r.get("check_within_limits") is not None]
-    ok = [r for r in fitted if r["check_within_limits"]]
-    flagged = [r for r in fitted if not r["check_within_limits"]]
-    return {"within_limits": len(ok), "within_limits_all_three": sum(bool(r["passed"]) for r in ok),
-            "flagged": len(flagged), "flagged_all_three": sum(bool(r["passed"]) for r in flagged)}
+from trials.personal.validation import (cohort_acceptance, forecast_check_split, resolve_subjects,  # noqa: E402
+                                        run_validation, summaries)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,16 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = run_validation(names, seeds, workers=args.workers, progress=show)
     wall_s = time.perf_counter() - t0
+    print("\n".join(summaries(rows, seeds)))
     per_seed = {}
     for seed in seeds:
-        seed_rows = [r for r in rows if r["seed"] == seed]
-        if len(seeds) > 1:
-            print(f"seed {seed}: {summarize(seed_rows)}")
-        acc = cohort_acceptance(seed_rows)
+        acc = cohort_acceptance([r for r in rows if r["seed"] == seed])
         per_seed[str(seed)] = {"met": acc.met, "runs": acc.runs, "all_three": acc.all_three,
                                "means": {c.name: c.mean for c in acc.criteria},
                                "medians": {c.name: c.median for c in acc.criteria}}
-    print(summarize(rows))
     acceptance = cohort_acceptance(rows)
     print(acceptance.line())
     print(json.dumps({**acceptance.to_dict(), "per_seed": per_seed, "forecast_check": forecast_check_split(rows),

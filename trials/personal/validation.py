@@ -324,17 +324,32 @@ def summarize(rows: list[dict], floor: bool = False) -> str:
         text += (f", changed therapy |TIR error| <= {TIR_LIMIT_POINTS:g} in {int(np.sum(ctrl <= TIR_LIMIT_POINTS))}; "
                  f"all three in {sum(bool(r['passed']) for r in rows)}. Means: RMSE {rmse.mean():.1f} mg/dL, "
                  f"|TIR error| {tir.mean():.1f}, changed therapy {np.mean(ctrl):.1f} points{note}")
-        checked = [r for r in rows if r.get("check_within_limits") is not None]
-        if checked:
-            ok = [r for r in checked if r["check_within_limits"]]
-            flagged = [r for r in checked if not r["check_within_limits"]]
-            text += (f". Own forecast check within its limits in {len(ok)}: all three in "
-                     f"{sum(bool(r['passed']) for r in ok)} of them; flagged {len(flagged)}: all three in "
-                     f"{sum(bool(r['passed']) for r in flagged)}")
+        split = forecast_check_split(rows)
+        if split["within_limits"] + split["flagged"]:
+            text += (f". Own forecast check within its limits in {split['within_limits']}: all three in "
+                     f"{split['within_limits_all_three']} of them; flagged {split['flagged']}: all three in "
+                     f"{split['flagged_all_three']}")
     else:
         text += (f"; both in {int(np.sum((rmse <= RMSE_LIMIT_MG_DL) & (tir <= TIR_LIMIT_POINTS)))}. "
                  f"Means: RMSE {rmse.mean():.1f} mg/dL, |TIR error| {tir.mean():.1f} points")
     return text
+
+
+def summaries(rows: list[dict], seeds: list[int], floor: bool = False) -> list[str]:
+    """The summary lines: one per seed when there are several (prefixed ``seed N:``), then the overall one."""
+    lines = [f"seed {seed}: " + summarize([r for r in rows if r["seed"] == seed], floor=floor)
+             for seed in seeds] if len(seeds) > 1 else []
+    return lines + [summarize(rows, floor=floor)]
+
+
+def forecast_check_split(rows: list[dict]) -> dict:
+    """How the twins' own forecast check separates the fitted runs that ran it: how many were within its limits
+    and how many flagged, and how many of each met all three criteria."""
+    checked = [r for r in rows if "refused" not in r and r.get("check_within_limits") is not None]
+    ok = [r for r in checked if r["check_within_limits"]]
+    flagged = [r for r in checked if not r["check_within_limits"]]
+    return {"within_limits": len(ok), "within_limits_all_three": sum(bool(r["passed"]) for r in ok),
+            "flagged": len(flagged), "flagged_all_three": sum(bool(r["passed"]) for r in flagged)}
 
 
 def run_validation(names: list[str], seeds: list[int], *, floor: bool = False, workers: int = 1,
@@ -408,10 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     except SchedulerError as exc:
         print(f"validation: {exc}")
         return 2
-    if len(seeds) > 1:
-        for seed in seeds:
-            print(f"seed {seed}: " + summarize([r for r in rows if r["seed"] == seed], floor=args.floor))
-    print(summarize(rows, floor=args.floor))
+    print("\n".join(summaries(rows, seeds, floor=args.floor)))
     if args.floor:
         print(json.dumps(rows))
         return 0
